@@ -1,0 +1,57 @@
+"""``install(app)``: the few lines that add rfqueue to a Celery app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import signals
+
+from rfqueue.chaos import run_tick
+from rfqueue.router import Router
+from rfqueue.settings import Settings
+from rfqueue.worker import RfqueueStep, add_dedicated_queue
+
+CHAOS_TASK = "rfqueue.chaos"
+CHAOS_SCHEDULE_ENTRY = "rfqueue-chaos"
+
+
+def install(app: Any, **settings: Any) -> Settings:
+    """Route ``app``'s tasks through rfqueue and make its workers take part.
+
+    Call it after the app is configured. Keyword arguments set ``rfqueue_<name>``
+    settings; ``RFQUEUE_<NAME>`` environment variables override them. It appends the
+    router to ``task_routes`` (your own routes keep priority), registers the
+    ``rfqueue.chaos`` task, adds it to ``beat_schedule`` when ``chaos_enabled``, and
+    adds the worker bootstep. Raises :class:`~rfqueue.settings.SettingsError` for a
+    bad setting.
+    """
+    for name, value in settings.items():
+        app.conf[f"rfqueue_{name}"] = value
+    resolved = Settings.load(app.conf)
+    routes = app.conf.task_routes
+    routes = list(routes) if isinstance(routes, (list, tuple)) else ([routes] if routes else [])
+    app.conf.task_routes = [*routes, Router(app)]
+
+    def chaos() -> dict[str, Any]:
+        """One tick of the random-failure job (see :mod:`rfqueue.chaos`)."""
+        return run_tick(app)
+
+    app.task(name=CHAOS_TASK, ignore_result=True, acks_late=False)(chaos)
+    if resolved.chaos_enabled:
+        schedule = dict(app.conf.beat_schedule or {})
+        schedule[CHAOS_SCHEDULE_ENTRY] = {
+            "task": CHAOS_TASK,
+            "schedule": resolved.chaos_interval,
+            # A tick that waited longer than one interval would act on an old plan.
+            "options": {"expires": resolved.chaos_interval},
+        }
+        app.conf.beat_schedule = schedule
+
+    app.steps["consumer"].add(RfqueueStep)
+
+    def after_setup(sender: str, instance: Any, **_: Any) -> None:
+        if instance.app is app:
+            add_dedicated_queue(instance, Settings.load(app.conf))
+
+    signals.celeryd_after_setup.connect(after_setup, weak=False)
+    return resolved

@@ -1,0 +1,41 @@
+"""The fast path: Celery remote control tells a worker to stop or start consuming now.
+
+Remote control is at-most-once pub/sub, so it is only ever a shortcut: each worker
+also enforces its own table state (see :mod:`rfqueue.worker`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rfqueue.entry import Entry
+from rfqueue.log import RateLimitedWarning
+
+logger = logging.getLogger(__name__)
+
+
+class RemoteControl:
+    """Sends ``cancel_consumer``/``add_consumer`` to one worker, without waiting for replies."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._warn = RateLimitedWarning(logger)
+
+    def stop_consuming(self, entry: Entry) -> None:
+        """Ask ``entry.worker`` to cancel its consumer of ``entry.queue``."""
+        self._send("cancel_consumer", entry)
+
+    def start_consuming(self, entry: Entry) -> None:
+        """Ask ``entry.worker`` to consume ``entry.queue`` again."""
+        self._send("add_consumer", entry)
+
+    def _send(self, command: str, entry: Entry) -> None:
+        if self.app is None:
+            return
+        try:
+            self.app.control.broadcast(
+                command, arguments={"queue": entry.queue}, destination=[entry.worker], reply=False
+            )
+        except Exception as exc:  # the worker's own enforcement will catch up
+            self._warn("rfqueue: remote control %s to %s failed: %r", command, entry.worker, exc)

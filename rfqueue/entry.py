@@ -1,0 +1,97 @@
+"""One worker's row in the failure-state table, and the words it is made of."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+
+class State(str, Enum):
+    """Whether a worker takes new tasks."""
+
+    #: consuming its queue; the router may choose it
+    UP = "up"
+    #: consumer cancelled until ``until``; the router skips it
+    PAUSED = "paused"
+    #: not running, or silent for longer than the heartbeat timeout
+    DOWN = "down"
+
+
+class Reason(str, Enum):
+    """Why a worker is in its state, or why an event happened."""
+
+    #: paused by the random-failure job
+    CHAOS = "chaos"
+    #: paused or resumed by an operator
+    MANUAL = "manual"
+    #: marked down, or back up, by its heartbeat
+    HEARTBEAT = "heartbeat"
+    #: marked down by its own clean shutdown
+    SHUTDOWN = "shutdown"
+    #: a pause that reached its ``until``
+    EXPIRED = "expired"
+    #: the worker started and registered
+    START = "start"
+
+
+class MalformedEntry(ValueError):
+    """A table entry that cannot be decoded into an :class:`Entry`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A worker's row: its queue, its state and when that state ends."""
+
+    worker: str
+    queue: str
+    state: State
+    reason: Reason | None
+    since: float
+    until: float | None
+    version: int
+    heartbeat: float | None = None
+    note: str | None = None
+
+    def effective_state(self, now: float) -> State:
+        """The state with an expired pause counted as up, as every reader sees it."""
+        if self.state is State.PAUSED and (self.until is None or self.until <= now):
+            return State.UP
+        return self.state
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with plain strings for the enums."""
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["reason"] = self.reason.value if self.reason else None
+        return data
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, heartbeat: float | None = None) -> Entry:
+        """Decode one stored entry; raise :class:`MalformedEntry` if it is not one."""
+        try:
+            data = json.loads(raw)
+            return cls(
+                worker=_text(data["worker"]),
+                queue=_text(data["queue"]),
+                state=State(data["state"]),
+                reason=Reason(data["reason"]) if data.get("reason") else None,
+                since=float(data["since"]),
+                until=_optional_float(data.get("until")),
+                version=int(data["version"]),
+                heartbeat=heartbeat,
+                note=data.get("note") or None,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedEntry(f"{exc.__class__.__name__}: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

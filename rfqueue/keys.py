@@ -1,0 +1,67 @@
+"""Every Redis key and channel rfqueue uses, in one place.
+
+All keys of one namespace share the hash tag ``{namespace}`` so that the Lua
+scripts, which touch several keys at once, also run on Redis Cluster.
+
+=============================  ======  =====================================================
+key                            type    content
+=============================  ======  =====================================================
+``{ns}:workers``               hash    nodename -> JSON entry (queue, state, reason, since,
+                                       until, note, version)
+``{ns}:heartbeats``            hash    nodename -> epoch seconds of the last heartbeat
+``{ns}:version``               string  counter; every change takes the next value as the
+                                       changed entry's ``version``
+``{ns}:events``                list    JSON events, newest first, capped
+``{ns}:chaos:ticks``           string  counter of chaos ticks, mixed into the seed
+``{ns}:changes``               pubsub  the changed entry as JSON, after every change
+=============================  ======  =====================================================
+
+Each worker consumes its own queue, named ``{queue_prefix}{nodename}``
+(``rfqueue.w1@host`` with the default prefix ``rfqueue.``). It is a plain broker
+queue: on Redis a list of that name (plus priority lists), on RabbitMQ a queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "rfqueue"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The key names of one namespace."""
+
+    namespace: str
+
+    @property
+    def _tag(self) -> str:
+        return "{" + self.namespace + "}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self._tag}:workers"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self._tag}:heartbeats"
+
+    @property
+    def version(self) -> str:
+        return f"{self._tag}:version"
+
+    @property
+    def events(self) -> str:
+        return f"{self._tag}:events"
+
+    @property
+    def chaos_ticks(self) -> str:
+        return f"{self._tag}:chaos:ticks"
+
+    @property
+    def channel(self) -> str:
+        return f"{self._tag}:changes"
+
+    def table_keys(self) -> list[str]:
+        """The KEYS argument every table script takes, in its order."""
+        return [self.workers, self.heartbeats, self.version, self.events]

@@ -1,0 +1,9 @@
+-- Resumes every pause whose ``until`` has passed. Returns the changed entries.
+local changed = {}
+for _, e in ipairs(all_entries()) do
+  if e.state == 'paused' and not pause_left(e) then
+    set_state(e, 'up', NULL, NULL)
+    changed[#changed + 1] = save(e, 'resume', 'expired')
+  end
+end
+return cjson.encode(changed)

@@ -1,0 +1,81 @@
+-- Shared by every table script. KEYS: workers, heartbeats, version, events.
+-- ARGV[1] channel, ARGV[2] events cap, ARGV[3] now (epoch seconds); the rest is the script's.
+local WORKERS, HEARTBEATS, VERSION, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local CHANNEL, EVENTS_MAX, NOW = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local NULL = cjson.null
+
+local function decode(raw)
+  local ok, e = pcall(cjson.decode, raw)
+  if ok and type(e) == 'table' and type(e.worker) == 'string' and type(e.state) == 'string' then
+    return e
+  end
+  return nil
+end
+
+local function load(name)
+  local raw = redis.call('HGET', WORKERS, name)
+  if not raw then return nil end
+  return decode(raw)
+end
+
+local function all_entries()
+  local flat = redis.call('HGETALL', WORKERS)
+  local out = {}
+  for i = 1, #flat, 2 do
+    local e = decode(flat[i + 1])
+    if e then out[#out + 1] = e end
+  end
+  return out
+end
+
+local function pause_left(e)
+  local u = e['until']
+  return u ~= nil and u ~= NULL and tonumber(u) > NOW
+end
+
+-- The state every reader sees: an expired pause counts as up.
+local function effective(e)
+  if e.state == 'paused' and not pause_left(e) then return 'up' end
+  return e.state
+end
+
+local function save(e, action, reason, note)
+  e.version = redis.call('INCR', VERSION)
+  local body = cjson.encode(e)
+  redis.call('HSET', WORKERS, e.worker, body)
+  redis.call('LPUSH', EVENTS, cjson.encode({
+    time = NOW, worker = e.worker, action = action, reason = reason,
+    state = e.state, ['until'] = e['until'], note = note or NULL, version = e.version,
+  }))
+  redis.call('LTRIM', EVENTS, 0, EVENTS_MAX - 1)
+  redis.call('PUBLISH', CHANNEL, body)
+  return e
+end
+
+local function set_state(e, state, reason, pause_until, note)
+  e.state, e.reason, e.since, e['until'], e.note = state, reason, NOW, pause_until, note or NULL
+end
+
+-- Down, keeping an unexpired pause (and why it was paused) for when the worker returns.
+local function take_down(e, reason)
+  if pause_left(e) then
+    if e.state == 'paused' then e.pause_reason = e.reason end
+    e.state, e.reason, e.since = 'down', reason, NOW
+  else
+    set_state(e, 'down', reason, NULL, e.note)
+  end
+end
+
+-- Back from down: into the pause it still owes, or up.
+local function revive(e)
+  if pause_left(e) then
+    e.state, e.reason, e.since = 'paused', e.pause_reason or 'manual', NOW
+  else
+    set_state(e, 'up', NULL, NULL)
+  end
+  e.pause_reason = nil
+end
+
+local function reply(status, e)
+  return cjson.encode({status = status, entry = e or NULL})
+end

@@ -1,0 +1,11 @@
+-- ARGV[4] worker, ARGV[5] queue. A worker (re)starts: up, unless an unexpired pause survives.
+local name, queue = ARGV[4], ARGV[5]
+redis.call('HSET', HEARTBEATS, name, NOW)
+local e = load(name)
+if e and e.state == 'paused' and pause_left(e) and e.queue == queue then
+  return reply('noop', e)
+end
+e = e or {worker = name}
+e.queue = queue
+revive(e)
+return reply('ok', save(e, 'register', 'start'))

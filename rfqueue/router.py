@@ -1,0 +1,119 @@
+"""The Celery router: each routed task goes to the queue of one worker that is up.
+
+Use it as a ``task_routes`` entry, by dotted path (``"rfqueue.router.route"``, which
+reads the settings of the app that sends the task) or as an instance
+(``Router(app)``). It never calls Redis per task: it reads a :class:`Snapshot`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rfqueue.log import RateLimitedWarning
+from rfqueue.policies import Policy, create_policy
+from rfqueue.settings import Settings
+from rfqueue.snapshot import Snapshot
+from rfqueue.table import FailureTable
+
+logger = logging.getLogger(__name__)
+
+_snapshots: dict[tuple[str, str], Snapshot] = {}
+_snapshots_lock = threading.Lock()
+
+
+class NoWorkerUp(RuntimeError):
+    """No worker is up and ``rfqueue_no_worker_up`` is ``error``."""
+
+
+def snapshot_for(settings: Settings) -> Snapshot:
+    """The one snapshot per Redis and namespace in this process, shared by its routers."""
+    key = (settings.redis_url, settings.namespace)
+    with _snapshots_lock:
+        snapshot = _snapshots.get(key)
+        if snapshot is None:
+            table = FailureTable(settings.redis_client(), settings.namespace, settings.events_max)
+            snapshot = _snapshots[key] = Snapshot(table, settings.refresh_interval)
+    return snapshot
+
+
+class Router:
+    """Routes every task it is asked about to an up worker's queue, by policy."""
+
+    def __init__(self, app: Any = None, settings: Settings | None = None) -> None:
+        self.app = app
+        self._settings = settings
+        self._policy: Policy | None = None
+        self._snapshot: Snapshot | None = None
+        self._warn = RateLimitedWarning(logger)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.load(self._app_conf(None))
+        return self._settings
+
+    def _app_conf(self, task: Any) -> Mapping[str, Any]:
+        app = self.app or getattr(task, "app", None)
+        if app is None:
+            from celery import current_app
+
+            app = current_app
+        return app.conf  # type: ignore[no-any-return]
+
+    def _setup(self, task: Any) -> None:
+        if self._settings is None:
+            self._settings = Settings.load(self._app_conf(task))
+        self._policy = create_policy(self._settings)
+        self._snapshot = snapshot_for(self._settings)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._setup(None)
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def __call__(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+        task: Any = None,
+        **_: Any,
+    ) -> dict[str, str] | None:
+        if self._policy is None:
+            self._setup(task)
+        snapshot = self._snapshot
+        assert snapshot is not None and self._policy is not None
+        if not snapshot.started:
+            snapshot.ensure_started()
+        queues = snapshot.up_queues
+        if not queues:
+            return self._no_worker_up(name, args, kwargs, options)
+        try:
+            return {"queue": self._policy.choose(queues, name, args, kwargs, options)}
+        except Exception as exc:  # a policy bug must not break apply_async
+            self._warn("rfqueue: policy %r failed (%r); using Celery's default route", name, exc)
+            return None
+
+    def _no_worker_up(
+        self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], options: Mapping[str, Any]
+    ) -> dict[str, str] | None:
+        settings = self.settings
+        if settings.no_worker_up == "fallback":
+            return {"queue": settings.fallback_queue}
+        if settings.no_worker_up == "error":
+            raise NoWorkerUp(f"rfqueue: no worker is up to run {name} (rfqueue_no_worker_up=error)")
+        queues = self.snapshot.all_queues
+        if not queues:  # nothing registered yet: leave it to Celery's default queue
+            return None
+        assert self._policy is not None
+        return {"queue": self._policy.choose(queues, name, args, kwargs, options)}
+
+
+#: a router for ``task_routes = ["rfqueue.router.route"]``; reads the sending app's settings
+route = Router()

@@ -1,0 +1,247 @@
+"""Typed settings, read from the Celery config (``rfqueue_*``) and the environment (``RFQUEUE_*``).
+
+Precedence, lowest first: defaults, the Celery app's config, the environment. Every
+value is checked when the settings are built; a bad one raises :class:`SettingsError`
+whose message starts with the setting's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+import redis
+from kombu.utils.url import maybe_sanitize_url
+
+from rfqueue.keys import DEFAULT_NAMESPACE
+
+NoWorkerUp = Literal["spread", "fallback", "error"]
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+class SettingsError(ValueError):
+    """A setting with a value rfqueue cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything rfqueue can be told. Celery key: ``rfqueue_<name>``; env: ``RFQUEUE_<NAME>``."""
+
+    #: Redis holding the failure table; defaults to the broker URL when that is Redis
+    redis_url: str = DEFAULT_REDIS_URL
+    #: prefix of every key, so several fleets can share one Redis
+    namespace: str = DEFAULT_NAMESPACE
+    #: each worker consumes ``queue_prefix + nodename``
+    queue_prefix: str = "rfqueue."
+    #: how the router picks among up workers: a policy name or a dotted path
+    policy: str = "round_robin"
+    #: what the router does when no worker is up
+    no_worker_up: NoWorkerUp = "spread"
+    #: the queue used when ``no_worker_up`` is ``fallback``
+    fallback_queue: str = ""
+    #: the longest a router's snapshot goes without a full re-read (seconds)
+    refresh_interval: float = 1.0
+    #: how often a worker writes its heartbeat and re-checks its own state (seconds)
+    heartbeat_interval: float = 1.0
+    #: silence after which the chaos job marks a worker down (seconds)
+    heartbeat_timeout: float = 5.0
+    #: the longest pause anyone may ask for (seconds)
+    max_pause: float = 3600.0
+    #: events kept in the capped event log
+    events_max: int = 1000
+    #: socket timeout of every rfqueue Redis call (seconds): a hung Redis never hangs a caller
+    socket_timeout: float = 2.0
+    #: install the random-failure job in ``beat_schedule``
+    chaos_enabled: bool = False
+    #: seconds between chaos ticks
+    chaos_interval: float = 60.0
+    #: chance that a tick pauses anyone
+    chaos_probability: float = 0.5
+    #: workers a tick tries to pause
+    chaos_k: int = 1
+    #: shortest chaos pause (seconds)
+    chaos_min_duration: float = 10.0
+    #: longest chaos pause (seconds)
+    chaos_max_duration: float = 60.0
+    #: most workers paused or down at once: a count, or a fraction (0 < f < 1) of the fleet
+    max_paused: int | float = 1
+    #: fewest workers that must stay up
+    min_up: int = 1
+    #: workers the chaos job never pauses
+    protected: tuple[str, ...] = ()
+    #: seed for reproducible chaos choices; unset for fresh randomness
+    seed: int | None = None
+    #: log and record what chaos would do, change nothing
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def load(
+        cls,
+        conf: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings from a Celery config, the environment and explicit overrides."""
+        conf = conf or {}
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {"redis_url": default_redis_url(conf, environ)}
+        for f in fields(cls):
+            if f"rfqueue_{f.name}" in conf and conf[f"rfqueue_{f.name}"] is not None:
+                values[f.name] = _coerce(f, conf[f"rfqueue_{f.name}"], f"rfqueue_{f.name}")
+            env_name = f"RFQUEUE_{f.name.upper()}"
+            if environ.get(env_name, "") != "":
+                values[f.name] = _coerce(f, environ[env_name], env_name)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = _coerce(_field(name), value, f"rfqueue_{name}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (and checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def queue_for(self, nodename: str) -> str:
+        """The dedicated queue of the worker named ``nodename``."""
+        return f"{self.queue_prefix}{nodename}"
+
+    @property
+    def safe_redis_url(self) -> str:
+        """The Redis URL with its password masked, for logs and status output."""
+        return str(maybe_sanitize_url(self.redis_url))
+
+    def redis_client(self, **kwargs: Any) -> redis.Redis:
+        """A client for the table's Redis with rfqueue's socket timeouts."""
+        options: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_timeout,
+            "health_check_interval": 10,
+            "decode_responses": True,
+        }
+        options.update(kwargs)
+        return redis.Redis.from_url(self.redis_url, **options)
+
+
+def default_redis_url(conf: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """The broker URL when it is Redis, else the local default."""
+    for candidate in (environ.get("CELERY_BROKER_URL"), conf.get("broker_url")):
+        if isinstance(candidate, str) and candidate.split("://")[0] in ("redis", "rediss"):
+            return candidate
+    return DEFAULT_REDIS_URL
+
+
+def parse_max_paused(value: Any, name: str = "rfqueue_max_paused") -> int | float:
+    """``3`` is a count, ``0.25`` or ``25%`` a fraction of the fleet."""
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            return float(text[:-1]) / 100.0
+        number = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a count or a fraction, got {value!r}") from None
+    return int(number) if number >= 1 and number == int(number) else number
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    for f in fields(Settings):
+        if f.name == name:
+            return f
+    raise SettingsError(f"rfqueue_{name}: no such setting")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, name: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else str(f.type)
+    if f.name == "max_paused":
+        return parse_max_paused(value, name)
+    try:
+        if kind == "bool":
+            return _coerce_bool(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "int | None":
+            return None if value in ("", None) else int(value)
+        if kind.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(item).strip() for item in items if str(item).strip())
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}: expected {kind}, got {value!r}") from None
+    return str(value)
+
+
+def _coerce_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError(value)
+
+
+def validate(s: Settings) -> None:
+    """Raise :class:`SettingsError` naming the first bad setting."""
+    _check_url(s.redis_url)
+    _check(bool(s.namespace.strip()), "namespace", "must not be empty")
+    _check(bool(s.queue_prefix), "queue_prefix", "must not be empty")
+    from rfqueue.policies import check_policy_name
+
+    check_policy_name(s.policy)
+    modes = get_args(NoWorkerUp)
+    _check(s.no_worker_up in modes, "no_worker_up", f"must be one of {', '.join(modes)}")
+    if s.no_worker_up == "fallback":
+        _check(bool(s.fallback_queue), "fallback_queue", "must name a queue for 'fallback'")
+    for name in ("refresh_interval", "heartbeat_interval", "max_pause", "socket_timeout"):
+        _check(getattr(s, name) > 0, name, f"must be positive, got {getattr(s, name)}")
+    _check(
+        s.heartbeat_timeout >= 2 * s.heartbeat_interval,
+        "heartbeat_timeout",
+        f"must be at least twice heartbeat_interval ({s.heartbeat_interval})",
+    )
+    _check(s.events_max >= 1, "events_max", "must be at least 1")
+    _validate_chaos(s)
+
+
+def _validate_chaos(s: Settings) -> None:
+    _check(s.chaos_interval > 0, "chaos_interval", f"must be positive, got {s.chaos_interval}")
+    _check(0 <= s.chaos_probability <= 1, "chaos_probability", "must be between 0 and 1")
+    _check(s.chaos_k >= 1, "chaos_k", f"must be at least 1, got {s.chaos_k}")
+    _check(s.chaos_min_duration > 0, "chaos_min_duration", "must be positive")
+    _check(
+        s.chaos_max_duration >= s.chaos_min_duration,
+        "chaos_max_duration",
+        f"must be at least chaos_min_duration ({s.chaos_min_duration})",
+    )
+    _check(
+        s.chaos_max_duration <= s.max_pause,
+        "chaos_max_duration",
+        f"must not exceed max_pause ({s.max_pause})",
+    )
+    if isinstance(s.max_paused, float):
+        _check(0 < s.max_paused < 1, "max_paused", "a fraction must be between 0 and 1")
+    else:
+        _check(s.max_paused >= 0, "max_paused", "must not be negative")
+    _check(s.min_up >= 0, "min_up", "must not be negative")
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise SettingsError(f"rfqueue_{name}: {message}")
+
+
+def _check_url(url: str) -> None:
+    try:
+        redis.connection.parse_url(url)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(
+            f"rfqueue_redis_url: cannot use {maybe_sanitize_url(url)!r}: {exc}"
+        ) from None

@@ -1,0 +1,151 @@
+"""A process-local copy of the failure table that the router reads without touching Redis.
+
+A background thread keeps it fresh: it subscribes to the table's change channel and
+re-reads the table after every announcement, and at the latest every
+``refresh_interval`` seconds or when a pause reaches its end. When Redis cannot be
+reached the copy keeps its last contents (fail-open) and a rate-limited warning says
+so. After ``fork()`` the child starts its own thread on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+import redis
+
+from rfqueue.entry import Entry, State
+from rfqueue.log import RateLimitedWarning
+from rfqueue.table import FailureTable
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[["Snapshot"], None]
+
+
+class Snapshot:
+    """The latest known table, and the queues the router may choose from."""
+
+    def __init__(self, table: FailureTable, refresh_interval: float = 1.0) -> None:
+        self.table = table
+        self.refresh_interval = refresh_interval
+        self.entries: dict[str, Entry] = {}
+        #: queues of workers that are up, sorted by worker name
+        self.up_queues: tuple[str, ...] = ()
+        #: queues of every registered worker, whatever its state
+        self.all_queues: tuple[str, ...] = ()
+        self.version = -1
+        self.loaded = False
+        self.refreshed_at = float("-inf")
+        self._next_expiry = float("inf")
+        self._listeners: list[Listener] = []
+        self._warn = RateLimitedWarning(logger)
+        self._reset_after_fork()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call(ref, Snapshot._reset_after_fork))
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started = False
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(snapshot)`` from the refresh thread after each change."""
+        self._listeners.append(listener)
+
+    def ensure_started(self) -> None:
+        """Load the table once and start the refresh thread, if not done in this process."""
+        with self._lock:
+            if self.started:
+                return
+            self.refresh()
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="rfqueue-snapshot", daemon=True)
+            self._thread.start()
+            self.started = True
+
+    def stop(self) -> None:
+        """Stop the refresh thread (it exits within one wait)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.refresh_interval + 1)
+        self.started = False
+
+    def age(self) -> float:
+        """Seconds since the last successful read of the table."""
+        return time.monotonic() - self.refreshed_at
+
+    def refresh(self) -> bool:
+        """Re-read the table now; on a Redis error keep the old copy and return False."""
+        try:
+            entries = self.table.entries()
+            version = self.table.version()
+        except (redis.RedisError, OSError) as exc:
+            self._warn("rfqueue: cannot read the failure table (%s); routing from the last copy", exc)
+            return False
+        self._install(entries, version)
+        return True
+
+    def _install(self, entries: dict[str, Entry], version: int) -> None:
+        now = time.time()
+        ordered = [entries[name] for name in sorted(entries)]
+        changed = version != self.version or not self.loaded
+        self.entries = entries
+        self.up_queues = tuple(e.queue for e in ordered if e.effective_state(now) is State.UP)
+        self.all_queues = tuple(e.queue for e in ordered)
+        pending = [e.until for e in ordered if e.state is State.PAUSED and e.until and e.until > now]
+        self._next_expiry = time.monotonic() + (min(pending) - now) if pending else float("inf")
+        self.version, self.loaded, self.refreshed_at = version, True, time.monotonic()
+        if changed:
+            for listener in self._listeners:
+                listener(self)
+
+    def _wait_time(self) -> float:
+        due = min(self.refreshed_at + self.refresh_interval, self._next_expiry)
+        return max(0.0, min(due - time.monotonic(), self.refresh_interval))
+
+    def _run(self) -> None:
+        pubsub = None
+        while not self._stopping.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self.table.client.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self.table.keys.channel)
+                    self.refresh()  # catch what was announced while we were not listening
+                announced = pubsub.get_message(timeout=self._wait_time()) is not None
+                if announced:
+                    _drain(pubsub)
+                if announced or self._wait_time() == 0:
+                    self.refresh()
+            except (redis.RedisError, OSError, ValueError) as exc:
+                self._warn("rfqueue: lost the failure-table channel (%s); retrying", exc)
+                _close(pubsub)
+                pubsub = None
+                self._stopping.wait(min(1.0, self.refresh_interval))
+        _close(pubsub)
+
+
+def _drain(pubsub: redis.client.PubSub, limit: int = 1000) -> None:
+    """Swallow announcements already waiting, so a burst costs one re-read."""
+    for _ in range(limit):
+        if pubsub.get_message(timeout=0) is None:
+            return
+
+
+def _close(pubsub: redis.client.PubSub | None) -> None:
+    if pubsub is not None:
+        try:
+            pubsub.close()
+        except (redis.RedisError, OSError):
+            pass
+
+
+def _call(ref: weakref.ref[Snapshot], method: Callable[[Snapshot], None]) -> None:
+    obj = ref()
+    if obj is not None:
+        method(obj)

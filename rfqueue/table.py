@@ -1,0 +1,215 @@
+"""The failure-state table: one entry per worker in Redis, changed only by atomic scripts.
+
+Every change runs as one Lua script that reads, decides, writes the entry, bumps the
+table version, appends to the capped event log and publishes the entry on the change
+channel. Two processes acting at once (two beats, an operator and the chaos job) are
+therefore serialised by Redis itself, and the blast-radius budget of a chaos pause is
+checked in the same step that takes the pause.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+
+from rfqueue.entry import Entry, MalformedEntry, Reason
+from rfqueue.keys import Keys
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class TableError(Exception):
+    """A table change that was refused."""
+
+
+class UnknownWorker(TableError):
+    """The worker has no entry in the table."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many workers may be paused or down at once, and how many must stay up.
+
+    ``max_paused`` is a count when it is an ``int`` and a fraction of the registered
+    fleet when it is a ``float`` below 1.
+    """
+
+    max_paused: int | float
+    min_up: int = 1
+
+    def as_arg(self) -> str:
+        if isinstance(self.max_paused, float):
+            return f"fraction:{self.max_paused!r}"
+        return f"count:{self.max_paused}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a single-worker script did: ``ok``, ``noop``, ``budget``, ``state`` or ``unknown``."""
+
+    status: str
+    entry: Entry | None
+
+    @property
+    def changed(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the event log."""
+
+    time: float
+    worker: str
+    action: str
+    reason: str | None
+    state: str | None
+    until: float | None
+    note: str | None
+    version: int
+
+
+@cache
+def _script_source(name: str) -> str:
+    lua = resources.files("rfqueue") / "lua"
+    return (lua / "prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class FailureTable:
+    """Reads and changes the table of one namespace on one Redis connection."""
+
+    SCRIPTS = ("register", "heartbeat", "pause", "resume", "down", "expire", "reap", "forget")
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = "rfqueue",
+        events_max: int = 1000,
+        clock: Clock = time.time,
+    ) -> None:
+        self.client = client
+        self.keys = Keys(namespace)
+        self.events_max = events_max
+        self.clock = clock
+        self._scripts = {name: client.register_script(_script_source(name)) for name in self.SCRIPTS}
+
+    # -- changes -------------------------------------------------------------------
+
+    def _run(self, script: str, *args: Any) -> Any:
+        argv = [self.keys.channel, self.events_max, repr(self.clock()), *args]
+        raw = self._scripts[script](keys=self.keys.table_keys(), args=argv)
+        return json.loads(raw)
+
+    def _change(self, script: str, *args: Any) -> Change:
+        reply = self._run(script, *args)
+        entry = _entry_or_none(reply.get("entry"))
+        return Change(reply["status"], entry)
+
+    def _changes(self, script: str, *args: Any) -> list[Entry]:
+        return [e for e in map(_entry_or_none, self._run(script, *args)) if e is not None]
+
+    def register(self, worker: str, queue: str) -> Change:
+        """A worker starts: up, unless an unexpired pause outlived its last run."""
+        return self._change("register", worker, queue)
+
+    def heartbeat(self, worker: str, queue: str) -> Change:
+        """Record a beat; returns the worker's entry, healed if it was down or expired."""
+        return self._change("heartbeat", worker, queue)
+
+    def pause(
+        self,
+        worker: str,
+        seconds: float,
+        reason: Reason,
+        note: str | None = None,
+        budget: Budget | None = None,
+    ) -> Change:
+        """Pause ``worker`` for ``seconds``; with a budget, only if it still allows one more."""
+        if seconds <= 0:
+            raise ValueError("a pause needs a positive duration: every pause expires")
+        until = self.clock() + seconds
+        budget_arg = budget.as_arg() if budget else ""
+        min_up = budget.min_up if budget else 0
+        return self._change(
+            "pause", worker, repr(until), reason.value, note or "", budget_arg, min_up
+        )
+
+    def resume(self, worker: str, reason: Reason = Reason.MANUAL) -> Change:
+        """End ``worker``'s pause now."""
+        return self._change("resume", worker, reason.value)
+
+    def mark_down(self, worker: str, reason: Reason) -> Change:
+        """Mark ``worker`` down, keeping an unexpired pause for its return."""
+        return self._change("down", worker, reason.value)
+
+    def resume_expired(self) -> list[Entry]:
+        """Resume every pause that has reached its end."""
+        return self._changes("expire")
+
+    def reap(self, heartbeat_timeout: float) -> list[Entry]:
+        """Mark down every worker silent for longer than ``heartbeat_timeout``."""
+        return self._changes("reap", repr(heartbeat_timeout))
+
+    def forget(self, worker: str) -> Change:
+        """Remove a worker that is not up from the table."""
+        return self._change("forget", worker)
+
+    # -- reads ---------------------------------------------------------------------
+
+    def entries(self) -> dict[str, Entry]:
+        """Every well-formed entry, by worker; malformed ones are logged and skipped."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(self.keys.workers)
+        pipe.hgetall(self.keys.heartbeats)
+        rows, beats = pipe.execute()
+        return decode_entries(rows, beats)
+
+    def version(self) -> int:
+        """The table version: it grows with every change."""
+        return int(self.client.get(self.keys.version) or 0)
+
+    def events(self, limit: int = 20) -> list[Event]:
+        """The latest ``limit`` events, newest first; malformed ones are skipped."""
+        out = []
+        for raw in self.client.lrange(self.keys.events, 0, limit - 1):
+            try:
+                data = json.loads(raw)
+                out.append(Event(**{f: data.get(f) for f in Event.__dataclass_fields__}))
+            except (ValueError, TypeError):
+                logger.warning("rfqueue: skipping malformed event %r", raw[:200])
+        return out
+
+
+def decode_entries(rows: dict[Any, Any], beats: dict[Any, Any]) -> dict[str, Entry]:
+    """Decode ``HGETALL`` replies into entries, skipping (and logging) malformed rows."""
+    entries: dict[str, Entry] = {}
+    for key, raw in rows.items():
+        name = _text(key)
+        try:
+            beat = beats.get(key)
+            entry = Entry.from_json(raw, float(beat) if beat is not None else None)
+        except (MalformedEntry, ValueError) as exc:
+            logger.warning("rfqueue: skipping malformed table entry %r: %s", name, exc)
+            continue
+        entries[entry.worker] = entry
+    return entries
+
+
+def _entry_or_none(data: Any) -> Entry | None:
+    if not isinstance(data, dict):
+        return None
+    return Entry.from_json(json.dumps(data))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

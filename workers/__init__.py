@@ -1,0 +1,1 @@
+"""The reference deployment: a Celery app with rfqueue installed, and example tasks."""

@@ -1,0 +1,45 @@
+"""The reference Celery app. Start it with plain Celery commands:
+
+    celery -A workers.app worker --hostname w1@%h
+    celery -A workers.app beat
+    celery -A workers.app flower
+
+Configuration comes from the environment: ``CELERY_BROKER_URL`` and any
+``RFQUEUE_*`` setting (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+import rfqueue
+
+broker_url = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
+
+app = Celery("workers", broker=broker_url, include=["workers.tasks"])
+app.conf.update(
+    # JSON only: a pickle payload is refused by every consumer.
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    task_ignore_result=True,
+    # A pause is only as quick as the prefetch is small: each pool process holds at
+    # most the task it runs, acknowledged after it ran, so a cancelled consumer
+    # finishes at most `concurrency` tasks and nothing waits in its memory.
+    worker_prefetch_multiplier=1,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_disable_prefetch=broker_url.startswith(("redis://", "rediss://")),
+    # Publishing gives up after a bounded time instead of hanging on a dead Redis.
+    task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2,
+                               "interval_max": 1},
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"socket_timeout": 5, "socket_connect_timeout": 5},
+    worker_hijack_root_logger=True,
+    beat_schedule_filename=os.environ.get("CELERY_BEAT_SCHEDULE", "celerybeat-schedule"),
+)
+
+rfqueue.install(app)

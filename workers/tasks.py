@@ -1,0 +1,37 @@
+"""Example tasks. ``record`` writes who ran it to a ledger list, so runs can be audited."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+from typing import Any
+
+import redis
+
+from rfqueue.settings import Settings
+from workers.app import app
+
+#: where ``record`` appends one JSON line per execution
+LEDGER = "rfqueue:ledger"
+
+
+@cache
+def _ledger_client() -> redis.Redis:
+    return Settings.load(app.conf).redis_client()
+
+
+@app.task(name="workers.tasks.record", bind=True)
+def record(self: Any, seq: int, sent: float = 0.0, sleep: float = 0.0, ledger: str = LEDGER) -> str:
+    """Optionally sleep, then append ``{seq, worker, sent, done}`` to ``ledger``."""
+    if sleep:
+        time.sleep(sleep)
+    line = {"seq": seq, "worker": self.request.hostname, "sent": sent, "done": time.time()}
+    _ledger_client().rpush(ledger, json.dumps(line))
+    return str(self.request.hostname)
+
+
+@app.task(name="workers.tasks.add")
+def add(x: int, y: int) -> int:
+    """The classic: adds two numbers."""
+    return x + y

@@ -113,12 +113,20 @@ class ChaosJob:
                 report.paused.append(change.entry)
                 self.control.stop_consuming(change.entry)
             else:
-                report.refused.append((name, "budget exhausted" if change.status == "budget" else change.status))
+                report.refused.append(
+                    (name, "budget exhausted" if change.status == "budget" else change.status)
+                )
 
     def _record_dry_run(self, worker: str, seconds: float) -> None:
         event = {
-            "time": time.time(), "worker": worker, "action": "dry_run_pause", "reason": "chaos",
-            "state": None, "until": time.time() + seconds, "note": None, "version": self.table.version(),
+            "time": time.time(),
+            "worker": worker,
+            "action": "dry_run_pause",
+            "reason": "chaos",
+            "state": None,
+            "until": time.time() + seconds,
+            "note": None,
+            "version": self.table.version(),
         }
         keys = self.table.keys
         pipe = self.table.client.pipeline(transaction=True)

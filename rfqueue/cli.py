@@ -59,26 +59,44 @@ def _load_app(path: str | None) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-A", "--app", "app_path", metavar="APP", help="Celery app whose rfqueue_* config to use.")
-@click.option("--redis-url", envvar="RFQUEUE_REDIS_URL", metavar="URL",
-              help="Redis holding the table [env RFQUEUE_REDIS_URL; default: CELERY_BROKER_URL].")
+@click.option(
+    "-A", "--app", "app_path", metavar="APP", help="Celery app whose rfqueue_* config to use."
+)
+@click.option(
+    "--redis-url",
+    envvar="RFQUEUE_REDIS_URL",
+    metavar="URL",
+    help="Redis holding the table [env RFQUEUE_REDIS_URL; default: CELERY_BROKER_URL].",
+)
 @click.option("--namespace", envvar="RFQUEUE_NAMESPACE", help="Key namespace [default: rfqueue].")
 @click.pass_context
-def cli(ctx: click.Context, app_path: str | None, redis_url: str | None, namespace: str | None) -> None:
+def cli(
+    ctx: click.Context, app_path: str | None, redis_url: str | None, namespace: str | None
+) -> None:
     """Failure-aware dispatch for Celery: inspect and change the failure table."""
     app = _load_app(app_path)
     try:
-        settings = Settings.load(app.conf if app else None, redis_url=redis_url, namespace=namespace)
+        settings = Settings.load(
+            app.conf if app else None, redis_url=redis_url, namespace=namespace
+        )
     except SettingsError as exc:
         hint = "'--redis-url'" if redis_url and "redis_url" in str(exc) else None
-        raise click.BadParameter(str(exc), param_hint=hint) if hint else click.UsageError(str(exc))
+        if hint:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+        raise click.UsageError(str(exc)) from None
     ctx.obj = Context(settings, app)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--events", "n_events", default=10, show_default=True, type=click.IntRange(0, 1000),
-              help="How many recent events to show.")
+@click.option(
+    "--events",
+    "n_events",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="How many recent events to show.",
+)
 @click.pass_obj
 def status(obj: Context, as_json: bool, n_events: int) -> None:
     """Show every worker's state and the latest events."""
@@ -94,9 +112,15 @@ def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str,
     """The ``status --json`` document: times are epoch seconds."""
     workers = [
         {
-            "worker": e.worker, "queue": e.queue, "state": e.state.value,
-            "reason": e.reason.value if e.reason else None, "since": e.since, "until": e.until,
-            "heartbeat": e.heartbeat, "note": e.note, "version": e.version,
+            "worker": e.worker,
+            "queue": e.queue,
+            "state": e.state.value,
+            "reason": e.reason.value if e.reason else None,
+            "since": e.since,
+            "until": e.until,
+            "heartbeat": e.heartbeat,
+            "note": e.note,
+            "version": e.version,
         }
         for e in (entries[name] for name in sorted(entries))
     ]
@@ -116,8 +140,12 @@ def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Ev
         if e.effective_state(now).value != state:
             state += " (expired)"
         grid.add_row(
-            e.worker, e.queue, f"[{colours[e.state.value]}]{state}[/]",
-            e.reason.value if e.reason else "", _ago(now, e.since), _until(now, e.until),
+            e.worker,
+            e.queue,
+            f"[{colours[e.state.value]}]{state}[/]",
+            e.reason.value if e.reason else "",
+            _ago(now, e.since),
+            _until(now, e.until),
             _ago(now, e.heartbeat),
         )
     console.print(grid)
@@ -140,8 +168,14 @@ def _clock(when: float | None) -> str:
 
 @cli.command()
 @click.argument("worker")
-@click.option("--for", "seconds", required=True, type=click.FloatRange(min=0, min_open=True),
-              metavar="SECONDS", help="How long the pause lasts (every pause expires).")
+@click.option(
+    "--for",
+    "seconds",
+    required=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="How long the pause lasts (every pause expires).",
+)
 @click.option("--reason", "note", metavar="TEXT", help="Why, kept with the entry and the event.")
 @click.pass_obj
 def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
@@ -184,7 +218,7 @@ def forget(obj: Context, worker: str) -> None:
 
 
 def _known(obj: Context, worker: str, change: Change) -> Entry:
-    if change.status == "unknown" or change.entry is None and change.status != "ok":
+    if change.status == "unknown" or (change.entry is None and change.status != "ok"):
         known = ", ".join(sorted(obj.table.entries())) or "none"
         raise click.BadParameter(
             f"no worker named {worker!r} in the table (known: {known})", param_hint="'WORKER'"

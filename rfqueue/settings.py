@@ -240,7 +240,7 @@ def _check(ok: bool, name: str, message: str) -> None:
 
 def _check_url(url: str) -> None:
     try:
-        redis.connection.parse_url(url)
+        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
         raise SettingsError(
             f"rfqueue_redis_url: cannot use {maybe_sanitize_url(url)!r}: {exc}"

@@ -9,6 +9,7 @@ so. After ``fork()`` the child starts its own thread on first use.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -86,7 +87,9 @@ class Snapshot:
             entries = self.table.entries()
             version = self.table.version()
         except (redis.RedisError, OSError) as exc:
-            self._warn("rfqueue: cannot read the failure table (%s); routing from the last copy", exc)
+            self._warn(
+                "rfqueue: cannot read the failure table (%s); routing from the last copy", exc
+            )
             return False
         self._install(entries, version)
         return True
@@ -98,7 +101,9 @@ class Snapshot:
         self.entries = entries
         self.up_queues = tuple(e.queue for e in ordered if e.effective_state(now) is State.UP)
         self.all_queues = tuple(e.queue for e in ordered)
-        pending = [e.until for e in ordered if e.state is State.PAUSED and e.until and e.until > now]
+        pending = [
+            e.until for e in ordered if e.state is State.PAUSED and e.until and e.until > now
+        ]
         self._next_expiry = time.monotonic() + (min(pending) - now) if pending else float("inf")
         self.version, self.loaded, self.refreshed_at = version, True, time.monotonic()
         if changed:
@@ -114,7 +119,7 @@ class Snapshot:
         while not self._stopping.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self.table.client.pubsub(ignore_subscribe_messages=True)
+                    pubsub = self.table.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                     pubsub.subscribe(self.table.keys.channel)
                     self.refresh()  # catch what was announced while we were not listening
                 announced = pubsub.get_message(timeout=self._wait_time()) is not None
@@ -139,10 +144,8 @@ def _drain(pubsub: redis.client.PubSub, limit: int = 1000) -> None:
 
 def _close(pubsub: redis.client.PubSub | None) -> None:
     if pubsub is not None:
-        try:
+        with contextlib.suppress(redis.RedisError, OSError):
             pubsub.close()
-        except (redis.RedisError, OSError):
-            pass
 
 
 def _call(ref: weakref.ref[Snapshot], method: Callable[[Snapshot], None]) -> None:

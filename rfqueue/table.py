@@ -101,7 +101,9 @@ class FailureTable:
         self.keys = Keys(namespace)
         self.events_max = events_max
         self.clock = clock
-        self._scripts = {name: client.register_script(_script_source(name)) for name in self.SCRIPTS}
+        self._scripts = {
+            name: client.register_script(_script_source(name)) for name in self.SCRIPTS
+        }
 
     # -- changes -------------------------------------------------------------------
 

@@ -150,7 +150,7 @@ class Enforcer:
         return bool(task_consumer and task_consumer.consuming_from(self.queue))
 
 
-class RfqueueStep(bootsteps.StartStopStep):
+class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     """Consumer bootstep: starts the enforcer and marks the worker down on shutdown."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}

@@ -34,8 +34,12 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_disable_prefetch=broker_url.startswith(("redis://", "rediss://")),
     # Publishing gives up after a bounded time instead of hanging on a dead Redis.
-    task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2,
-                               "interval_max": 1},
+    task_publish_retry_policy={
+        "max_retries": 3,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 1,
+    },
     broker_connection_retry_on_startup=True,
     broker_transport_options={"socket_timeout": 5, "socket_connect_timeout": 5},
     worker_hijack_root_logger=True,

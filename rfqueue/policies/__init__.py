@@ -49,7 +49,7 @@ def policy_class(name: str) -> type[Policy]:
     if "." not in path and ":" not in path:
         raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(sorted(BUILTIN))}")
     try:
-        cls = symbol_by_name(path)
+        cls = symbol_by_name(path)  # type: ignore[no-untyped-call]
     except (ImportError, AttributeError, ValueError) as exc:
         raise ValueError(f"cannot import policy {name!r}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, Policy)):

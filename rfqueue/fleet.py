@@ -69,6 +69,8 @@ class ManagedProcess:
         self.argv = list(argv)
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        # A restarted process appends to the same file: read only what this one wrote.
+        self._log_start = self._log.tell()
         self.proc = subprocess.Popen(
             self.argv,
             stdout=self._log,
@@ -86,7 +88,10 @@ class ManagedProcess:
         return self.proc.poll() is None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """What this process has written to its log so far."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode(errors="replace")
 
     def signal(self, signum: int) -> None:
         if self.alive():

@@ -23,10 +23,14 @@ def _ledger_client() -> redis.Redis:
 
 @app.task(name="workers.tasks.record", bind=True)
 def record(self: Any, seq: int, sent: float = 0.0, sleep: float = 0.0, ledger: str = LEDGER) -> str:
-    """Optionally sleep, then append ``{seq, worker, sent, done}`` to ``ledger``."""
+    """Optionally sleep, then append ``{seq, worker, queue, sent, done}`` to ``ledger``."""
     if sleep:
         time.sleep(sleep)
-    line = {"seq": seq, "worker": self.request.hostname, "sent": sent, "done": time.time()}
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    line = {
+        "seq": seq, "worker": self.request.hostname, "queue": queue, "sent": sent,
+        "done": time.time(),
+    }
     _ledger_client().rpush(ledger, json.dumps(line))
     return str(self.request.hostname)
 

@@ -1,0 +1,73 @@
+"""Routing on a real fleet: fair shares, send_task by name, chains published from workers."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from celery import chain
+
+from rfqueue.fleet import Fleet, wait_for
+from tests.integration.conftest import nodename, wait_for_seqs
+
+pytestmark = pytest.mark.integration
+
+
+def wait_until_routable(app: Any, *workers: str) -> None:
+    """Wait until this process's router sees every worker up."""
+    from rfqueue.router import snapshot_for
+    from rfqueue.settings import Settings
+
+    snapshot = snapshot_for(Settings.load(app.conf))
+    snapshot.ensure_started()
+    queues = {f"rfqueue.{w}" for w in workers}
+    wait_for(lambda: queues <= set(snapshot.up_queues), 10, what=f"{workers} routable")
+
+
+def test_three_workers_share_300_tasks_fairly(three_workers: Fleet, redis_client: Any, app: Any):
+    # Given three idle workers that the router sees up
+    from workers.tasks import record
+
+    names = [nodename(n) for n in ("w1", "w2", "w3")]
+    wait_until_routable(app, *names)
+
+    # When 300 tasks are sent the ordinary Celery way
+    for seq in range(300):
+        record.delay(seq, time.time())
+
+    # Then every task ran once, from its worker's dedicated queue, each worker its third
+    lines = wait_for_seqs(redis_client, set(range(300)), timeout=60)
+    assert len(lines) == 300
+    assert all(line["queue"] == f"rfqueue.{line['worker']}" for line in lines)
+    shares = Counter(line["worker"] for line in lines)
+    assert set(shares) == set(names)
+    assert all(95 <= shares[n] <= 105 for n in names), shares
+
+
+def test_send_task_by_name_and_chains_are_routed(three_workers: Fleet, redis_client: Any, app: Any):
+    # Given three workers, one of them paused
+    from rfqueue.entry import Reason
+    from rfqueue.router import snapshot_for
+    from rfqueue.settings import Settings
+
+    names = [nodename(n) for n in ("w1", "w2", "w3")]
+    wait_until_routable(app, *names)
+    snapshot = snapshot_for(Settings.load(app.conf))
+    snapshot.table.pause(names[1], 60, Reason.MANUAL)
+    wait_for(lambda: f"rfqueue.{names[1]}" not in snapshot.up_queues, 5, what="pause seen")
+
+    # When tasks are sent by name, and as chains whose later steps are published by workers
+    for seq in range(30):
+        app.send_task("workers.tasks.record", args=(seq,))
+    for seq in range(100, 130, 2):
+        chain(app.signature("workers.tasks.record", args=(seq,), immutable=True),
+              app.signature("workers.tasks.record", args=(seq + 1,), immutable=True)).delay()
+
+    # Then all ran, on up workers only: the router worked inside the worker processes too
+    expected = set(range(30)) | set(range(100, 130))
+    lines = wait_for_seqs(redis_client, expected, timeout=60)
+    ran_on = Counter(line["worker"] for line in lines)
+    assert names[1] not in ran_on, ran_on
+    assert ran_on[names[0]] > 0 and ran_on[names[2]] > 0

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import signals
 
-from rfqueue.chaos import run_tick
+from rfqueue.chaos import chaos_overrides, run_tick
 from rfqueue.router import Router
 from rfqueue.settings import Settings
 from rfqueue.worker import RfqueueStep, add_dedicated_queue
@@ -32,9 +32,9 @@ def install(app: Any, **settings: Any) -> Settings:
     routes = list(routes) if isinstance(routes, (list, tuple)) else ([routes] if routes else [])
     app.conf.task_routes = [*routes, Router(app)]
 
-    def chaos() -> dict[str, Any]:
+    def chaos(**overrides: Any) -> dict[str, Any]:
         """One tick of the random-failure job (see :mod:`rfqueue.chaos`)."""
-        return run_tick(app)
+        return run_tick(app, overrides)
 
     app.task(name=CHAOS_TASK, ignore_result=True, acks_late=False)(chaos)
     if resolved.chaos_enabled:
@@ -44,6 +44,8 @@ def install(app: Any, **settings: Any) -> Settings:
             "schedule": resolved.chaos_interval,
             # A tick that waited longer than one interval would act on an old plan.
             "options": {"expires": resolved.chaos_interval},
+            # The tick runs on whichever worker takes it: it carries beat's chaos settings.
+            "kwargs": chaos_overrides(resolved),
         }
         app.conf.beat_schedule = schedule
 

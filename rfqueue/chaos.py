@@ -22,7 +22,7 @@ from typing import Any
 
 from rfqueue.control import RemoteControl
 from rfqueue.entry import Entry, Reason, State
-from rfqueue.settings import Settings
+from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Budget, FailureTable
 
 logger = logging.getLogger(__name__)
@@ -139,11 +139,41 @@ def _clock(epoch: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(epoch)) if epoch else "-"
 
 
-def run_tick(app: Any) -> dict[str, Any]:
+#: the settings a scheduled tick carries from beat to the worker that runs it
+CHAOS_FIELDS = (
+    "chaos_probability",
+    "chaos_k",
+    "chaos_min_duration",
+    "chaos_max_duration",
+    "max_paused",
+    "min_up",
+    "protected",
+    "seed",
+    "dry_run",
+    "heartbeat_timeout",
+)
+
+
+def chaos_overrides(settings: Settings) -> dict[str, Any]:
+    """The chaos part of ``settings``, JSON-ready, for the beat schedule entry."""
+    values = {name: getattr(settings, name) for name in CHAOS_FIELDS}
+    values["protected"] = list(settings.protected)
+    return values
+
+
+def run_tick(app: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Body of the ``rfqueue.chaos`` Celery task."""
     from rfqueue.router import snapshot_for
 
-    settings = Settings.load(app.conf)
+    unknown = set(overrides or {}) - set(CHAOS_FIELDS)
+    if unknown:
+        logger.error("rfqueue chaos: unknown arguments %s; tick skipped", sorted(unknown))
+        return {"skipped": f"unknown arguments {sorted(unknown)}"}
+    try:
+        settings = Settings.load(app.conf, **(overrides or {}))
+    except SettingsError as exc:
+        logger.error("rfqueue chaos: %s; tick skipped", exc)
+        return {"skipped": str(exc)}
     job = ChaosJob(settings, snapshot_for(settings).table, RemoteControl(app))
     try:
         report = job.tick()

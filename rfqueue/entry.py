@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
@@ -77,9 +78,9 @@ class Entry:
                 queue=_text(data["queue"]),
                 state=State(data["state"]),
                 reason=Reason(data["reason"]) if data.get("reason") else None,
-                since=float(data["since"]),
+                since=_number(data["since"]),
                 until=_optional_float(data.get("until")),
-                version=int(data["version"]),
+                version=int(_number(data["version"])),
                 heartbeat=heartbeat,
                 note=data.get("note") or None,
             )
@@ -93,5 +94,12 @@ def _text(value: Any) -> str:
     return value
 
 
+def _number(value: Any) -> float:
+    # Only a JSON number, as the Lua scripts require: a string, a bool or NaN is malformed.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
+
+
 def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+    return None if value is None else _number(value)

@@ -94,10 +94,26 @@ class Router:
         queues = snapshot.up_queues
         if not queues:
             return self._no_worker_up(name, args, kwargs, options)
+        return self._choose(queues, name, args, kwargs, options)
+
+    def _choose(
+        self,
+        queues: Sequence[str],
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+    ) -> dict[str, str] | None:
+        assert self._policy is not None
         try:
             return {"queue": self._policy.choose(queues, name, args, kwargs, options)}
         except Exception as exc:  # a policy bug must not break apply_async
-            self._warn("rfqueue: policy %r failed (%r); using Celery's default route", name, exc)
+            self._warn(
+                "rfqueue: policy %r failed for %s (%r); using Celery's default route",
+                self.settings.policy,
+                name,
+                exc,
+            )
             return None
 
     def _no_worker_up(
@@ -111,8 +127,7 @@ class Router:
         queues = self.snapshot.all_queues
         if not queues:  # nothing registered yet: leave it to Celery's default queue
             return None
-        assert self._policy is not None
-        return {"queue": self._policy.choose(queues, name, args, kwargs, options)}
+        return self._choose(queues, name, args, kwargs, options)
 
 
 #: a router for ``task_routes = ["rfqueue.router.route"]``; reads the sending app's settings

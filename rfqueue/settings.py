@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
@@ -129,9 +130,10 @@ class Settings:
 
 def default_redis_url(conf: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     """The broker URL when it is Redis, else the local default."""
-    for candidate in (environ.get("CELERY_BROKER_URL"), conf.get("broker_url")):
-        if isinstance(candidate, str) and candidate.split("://")[0] in ("redis", "rediss"):
-            return candidate
+    # As Celery does: a non-empty CELERY_BROKER_URL wins over the configured broker_url.
+    broker = environ.get("CELERY_BROKER_URL") or conf.get("broker_url")
+    if isinstance(broker, str) and broker.split("://")[0] in ("redis", "rediss"):
+        return broker
     return DEFAULT_REDIS_URL
 
 
@@ -144,7 +146,8 @@ def parse_max_paused(value: Any, name: str = "rfqueue_max_paused") -> int | floa
         number = float(text)
     except ValueError:
         raise SettingsError(f"{name}: expected a count or a fraction, got {value!r}") from None
-    return int(number) if number >= 1 and number == int(number) else number
+    # A whole number (0 included) is a count; validation rejects negative counts.
+    return int(number) if number.is_integer() else number
 
 
 def _field(name: str) -> dataclasses.Field[Any]:
@@ -242,6 +245,12 @@ def _check_url(url: str) -> None:
     try:
         redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
-        raise SettingsError(
-            f"rfqueue_redis_url: cannot use {maybe_sanitize_url(url)!r}: {exc}"
-        ) from None
+        raise SettingsError(f"rfqueue_redis_url: cannot use {_masked(url)!r}: {exc}") from None
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password masked, even when it cannot be parsed."""
+    try:
+        return str(maybe_sanitize_url(url))
+    except ValueError:  # e.g. a bad port: mask whatever sits between ':' and '@'
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1**@", url)

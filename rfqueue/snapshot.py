@@ -84,8 +84,10 @@ class Snapshot:
     def refresh(self) -> bool:
         """Re-read the table now; on a Redis error keep the old copy and return False."""
         try:
-            entries = self.table.entries()
+            # Version first: a change between the two reads then shows up as a newer
+            # version on the next refresh, so listeners never miss it.
             version = self.table.version()
+            entries = self.table.entries()
         except (redis.RedisError, OSError) as exc:
             self._warn(
                 "rfqueue: cannot read the failure table (%s); routing from the last copy", exc
@@ -125,8 +127,9 @@ class Snapshot:
                 announced = pubsub.get_message(timeout=self._wait_time()) is not None
                 if announced:
                     _drain(pubsub)
-                if announced or self._wait_time() == 0:
-                    self.refresh()
+                if (announced or self._wait_time() == 0) and not self.refresh():
+                    # Reads fail while the channel works: back off instead of spinning.
+                    self._stopping.wait(min(1.0, self.refresh_interval))
             except (redis.RedisError, OSError, ValueError) as exc:
                 self._warn("rfqueue: lost the failure-table channel (%s); retrying", exc)
                 _close(pubsub)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,7 +138,7 @@ class FailureTable:
         budget: Budget | None = None,
     ) -> Change:
         """Pause ``worker`` for ``seconds``; with a budget, only if it still allows one more."""
-        if seconds <= 0:
+        if not (seconds > 0 and math.isfinite(seconds)):  # NaN or inf would never expire
             raise ValueError("a pause needs a positive duration: every pause expires")
         until = self.clock() + seconds
         budget_arg = budget.as_arg() if budget else ""
@@ -182,14 +183,26 @@ class FailureTable:
 
     def events(self, limit: int = 20) -> list[Event]:
         """The latest ``limit`` events, newest first; malformed ones are skipped."""
-        out = []
+        out: list[Event] = []
+        if limit <= 0:  # LRANGE 0 -1 would return every event
+            return out
         for raw in self.client.lrange(self.keys.events, 0, limit - 1):
             try:
-                data = json.loads(raw)
-                out.append(Event(**{f: data.get(f) for f in Event.__dataclass_fields__}))
-            except (ValueError, TypeError):
+                out.append(_event(json.loads(raw)))
+            except (ValueError, TypeError, KeyError):
                 logger.warning("rfqueue: skipping malformed event %r", raw[:200])
         return out
+
+
+def _event(data: Any) -> Event:
+    if not isinstance(data, dict):
+        raise TypeError(f"expected an object, got {type(data).__name__}")
+    if not (isinstance(data["worker"], str) and isinstance(data["action"], str)):
+        raise TypeError("worker and action must be strings")
+    values = {f: data.get(f) for f in Event.__dataclass_fields__}
+    values["time"] = float(data["time"])
+    values["until"] = None if values["until"] is None else float(values["until"])
+    return Event(**values)
 
 
 def decode_entries(rows: dict[Any, Any], beats: dict[Any, Any]) -> dict[str, Entry]:
@@ -200,6 +213,8 @@ def decode_entries(rows: dict[Any, Any], beats: dict[Any, Any]) -> dict[str, Ent
         try:
             beat = beats.get(key)
             entry = Entry.from_json(raw, float(beat) if beat is not None else None)
+            if entry.worker != name:  # the scripts would write it back under the wrong name
+                raise MalformedEntry(f"entry names worker {entry.worker!r}")
         except (MalformedEntry, ValueError) as exc:
             logger.warning("rfqueue: skipping malformed table entry %r: %s", name, exc)
             continue

@@ -4,25 +4,42 @@ local WORKERS, HEARTBEATS, VERSION, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local CHANNEL, EVENTS_MAX, NOW = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local NULL = cjson.null
 
-local function decode(raw)
+local STATES = {up = true, paused = true, down = true}
+local REASONS = {
+  [''] = true, chaos = true, manual = true, heartbeat = true, shutdown = true,
+  expired = true, start = true,
+}
+
+local function is_number(v)
+  return type(v) == 'number' and v == v and v ~= math.huge and v ~= -math.huge
+end
+
+-- The entry stored under ``name``, if it is one every reader (rfqueue.entry too) accepts.
+-- Anything else counts as absent: never counted, never changed, replaced on the next beat.
+local function decode(raw, name)
   local ok, e = pcall(cjson.decode, raw)
-  if ok and type(e) == 'table' and type(e.worker) == 'string' and type(e.state) == 'string' then
-    return e
-  end
-  return nil
+  if not ok or type(e) ~= 'table' then return nil end
+  if type(e.worker) ~= 'string' or e.worker ~= name or e.worker == '' then return nil end
+  if type(e.queue) ~= 'string' or e.queue == '' or not STATES[e.state] then return nil end
+  if not is_number(e.since) or not is_number(e.version) then return nil end
+  local u, r, pr = e['until'], e.reason, e.pause_reason
+  if u ~= nil and u ~= NULL and not is_number(u) then return nil end
+  if r ~= nil and r ~= NULL and not REASONS[r] then return nil end
+  if pr ~= nil and pr ~= NULL and not REASONS[pr] then return nil end
+  return e
 end
 
 local function load(name)
   local raw = redis.call('HGET', WORKERS, name)
   if not raw then return nil end
-  return decode(raw)
+  return decode(raw, name)
 end
 
 local function all_entries()
   local flat = redis.call('HGETALL', WORKERS)
   local out = {}
   for i = 1, #flat, 2 do
-    local e = decode(flat[i + 1])
+    local e = decode(flat[i + 1], flat[i])
     if e then out[#out + 1] = e end
   end
   return out

@@ -3,7 +3,7 @@
 local timeout = tonumber(ARGV[4])
 local changed = {}
 for _, e in ipairs(all_entries()) do
-  local beat = tonumber(redis.call('HGET', HEARTBEATS, e.worker) or '0')
+  local beat = tonumber(redis.call('HGET', HEARTBEATS, e.worker)) or 0
   if e.state ~= 'down' and NOW - beat > timeout then
     take_down(e, 'heartbeat')
     changed[#changed + 1] = save(e, 'down', 'heartbeat')

@@ -98,7 +98,9 @@ def wait_for_seqs(client: Any, expected: set[int], timeout: float) -> list[dict[
         return wait_for(done, timeout, interval=0.2, what="all tasks to complete")
     except TimeoutError:
         missing = expected - {line["seq"] for line in ledger(client)}
-        raise AssertionError(f"{len(missing)} tasks never completed: {sorted(missing)[:20]}") from None
+        raise AssertionError(
+            f"{len(missing)} tasks never completed: {sorted(missing)[:20]}"
+        ) from None
 
 
 def rfqueue_cli(redis_server: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
@@ -113,7 +115,10 @@ def active_queues(redis_server: RedisServer, worker: str) -> list[str]:
     exe = Path(sys.executable).with_name("celery")
     out = subprocess.run(
         [str(exe), "-A", "workers.app", "inspect", "active_queues", "-d", worker, "-j", "-t", "3"],
-        capture_output=True, text=True, timeout=30, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
         env={**os.environ, "CELERY_BROKER_URL": redis_server.url},
     )
     assert out.returncode == 0, out.stderr + out.stdout

@@ -66,7 +66,8 @@ def test_paused_worker_gets_nothing_until_resumed_or_expired(
     wait_until_routable(app, w2)
     send(range(150, 300))
     ran = Counter(
-        line["worker"] for line in wait_for_seqs(redis_client, set(range(300)), 60)
+        line["worker"]
+        for line in wait_for_seqs(redis_client, set(range(300)), 60)
         if line["seq"] >= 150
     )
     assert ran[w2] >= 40, ran
@@ -106,8 +107,12 @@ def test_restarted_paused_worker_stays_paused_until_expiry(
     assert w1 not in ran, ran
 
     # And when the pause expires, it consumes again within a second and a half
-    wait_for(lambda: consuming(redis_server, w1), until - time.time() + 10, interval=0.2,
-             what="w1 consuming after expiry")
+    wait_for(
+        lambda: consuming(redis_server, w1),
+        until - time.time() + 10,
+        interval=0.2,
+        what="w1 consuming after expiry",
+    )
     assert time.time() - until < 1.5 + 3  # 3 s: one `celery inspect` round trip
     send(range(60, 120))
     lines = wait_for_seqs(redis_client, set(range(120)), 60)

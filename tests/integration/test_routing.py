@@ -62,8 +62,10 @@ def test_send_task_by_name_and_chains_are_routed(three_workers: Fleet, redis_cli
     for seq in range(30):
         app.send_task("workers.tasks.record", args=(seq,))
     for seq in range(100, 130, 2):
-        chain(app.signature("workers.tasks.record", args=(seq,), immutable=True),
-              app.signature("workers.tasks.record", args=(seq + 1,), immutable=True)).delay()
+        chain(
+            app.signature("workers.tasks.record", args=(seq,), immutable=True),
+            app.signature("workers.tasks.record", args=(seq + 1,), immutable=True),
+        ).delay()
 
     # Then all ran, on up workers only: the router worked inside the worker processes too
     expected = set(range(30)) | set(range(100, 130))

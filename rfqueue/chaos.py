@@ -80,8 +80,9 @@ class ChaosJob:
         entries = self.table.entries()
         self.check_fleet(entries)
         report = TickReport(tick=int(self.table.client.incr(self.table.keys.chaos_ticks)))
-        report.resumed = self.table.resume_expired()
-        report.marked_down = self.table.reap(s.heartbeat_timeout)
+        if not s.dry_run:  # a dry run changes nothing: it neither resumes nor reaps
+            report.resumed = self.table.resume_expired()
+            report.marked_down = self.table.reap(s.heartbeat_timeout)
         for entry in report.resumed:
             self.control.start_consuming(entry)
         rng = random.Random(f"{s.seed}:{report.tick}") if s.seed is not None else random.Random()

@@ -247,6 +247,41 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
         click.echo(line)
 
 
+@cli.command()
+@click.option(
+    "--workers",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Worker processes to start.",
+)
+@click.option(
+    "--rate",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Tasks per second.",
+)
+@click.option(
+    "--duration",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds of producing.",
+)
+@click.option("--seed", type=int, help="Seed for reproducible chaos.")
+@click.option("--chaos/--no-chaos", default=True, show_default=True, help="Run the chaos job.")
+def demo(workers: int, rate: float, duration: float, seed: int | None, chaos: bool) -> None:
+    """Run workers, beat with chaos and a producer on this machine, then report."""
+    from rfqueue.demo import DemoOptions, run_demo
+
+    summary = run_demo(
+        DemoOptions(workers=workers, rate=rate, duration=duration, seed=seed, chaos=chaos)
+    )
+    if summary["lost"]:
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click's own errors, settings errors and Redis errors as one line each."""
     try:

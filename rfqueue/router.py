@@ -39,6 +39,13 @@ def snapshot_for(settings: Settings) -> Snapshot:
     return snapshot
 
 
+def stop_snapshots() -> None:
+    """Stop every snapshot thread of this process (before its Redis goes away)."""
+    with _snapshots_lock:
+        for snapshot in _snapshots.values():
+            snapshot.stop()
+
+
 class Router:
     """Routes every task it is asked about to an up worker's queue, by policy."""
 

@@ -1,0 +1,148 @@
+"""A bounded producer for the reference deployment: ``record`` tasks at a steady rate.
+
+    python -m workers.producer --rate 50 --duration 30 [--ledger KEY] [--sleep S] [--count N]
+
+Tasks are sent with ``apply_async`` and no queue, as an application would, so rfqueue's
+router picks the worker. Task ``i`` is due at ``start + i / rate`` (a deadline schedule,
+so slow publishes do not make the rate drift). The number sent is printed as the last
+line, ``submitted N``, and stored in the table's Redis under ``<ledger>:submitted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+import redis
+
+from rfqueue.settings import Settings
+from workers.app import app
+from workers.tasks import LEDGER, record
+
+#: the producer's command; docker-compose.yml and the integration tests run exactly this
+PRODUCER_COMMAND = ("python", "-m", "workers.producer")
+
+
+class ProduceError(RuntimeError):
+    """Publishing failed part-way; ``submitted`` tasks had been sent before it did."""
+
+    def __init__(self, submitted: int, cause: Exception) -> None:
+        super().__init__(f"publishing failed after {submitted} tasks: {cause!r}")
+        self.submitted = submitted
+
+
+def _store(ledger: str, submitted: int) -> None:
+    Settings.load(app.conf).redis_client().set(f"{ledger}:submitted", submitted)
+
+
+def produce(
+    rate: float,
+    duration: float,
+    count: int | None = None,
+    ledger: str = LEDGER,
+    sleep: float = 0.0,
+    *,
+    stop: threading.Event | None = None,
+) -> int:
+    """Send ``record`` tasks at ``rate``/s for ``duration`` s (or ``count`` tasks); return how many.
+
+    ``stop`` ends it early. The count is stored under ``<ledger>:submitted``. A failed
+    publish raises :class:`ProduceError`, which carries the count sent before it.
+    """
+    if rate <= 0 or duration <= 0:
+        raise ValueError("rate and duration must be positive")
+    stop = stop or threading.Event()
+    start = time.monotonic()
+    end = start + duration
+    sent = 0
+    while (count is None or sent < count) and not stop.is_set():
+        due = start + sent / rate
+        if due >= end or time.monotonic() >= end:
+            break
+        if stop.wait(max(0.0, due - time.monotonic())):
+            break
+        try:
+            record.apply_async(
+                kwargs={"seq": sent, "sent": time.time(), "sleep": sleep, "ledger": ledger}
+            )
+        except Exception as exc:
+            with contextlib.suppress(redis.RedisError, OSError):
+                _store(ledger, sent)
+            raise ProduceError(sent, exc) from exc
+        sent += 1
+    _store(ledger, sent)
+    return sent
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50.0,
+    show_default=True,
+    help="Tasks per second.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to produce for.",
+)
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None, help="Stop after this many tasks."
+)
+@click.option("--ledger", default=LEDGER, show_default=True, help="Redis list the tasks append to.")
+@click.option(
+    "--sleep",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds each task sleeps before recording.",
+)
+def cli(rate: float, duration: float, count: int | None, ledger: str, sleep: float) -> int:
+    """Enqueue workers.tasks.record at a steady rate, then print `submitted N`."""
+    if not ledger.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--ledger'")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        submitted = produce(rate, duration, count, ledger, sleep, stop=stop)
+    except ProduceError as exc:
+        click.echo(f"producer: error: {exc}", err=True)
+        click.echo(f"submitted {exc.submitted}")
+        return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    click.echo(f"submitted {submitted}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: usage errors and Redis errors as one line each."""
+    try:
+        result = cli.main(args=argv, prog_name="workers.producer", standalone_mode=False)
+    except click.ClickException as exc:
+        click.echo(f"producer: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("producer: aborted", err=True)
+        return 130
+    except (redis.RedisError, OSError) as exc:
+        click.echo(f"producer: error: cannot store the count in Redis: {exc}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -111,16 +111,19 @@ def _reset(table: FailureTable) -> None:
 
 
 def _produce(options: DemoOptions, table: FailureTable, console: Console) -> int:
-    from workers.producer import produce  # imported late: it reads CELERY_BROKER_URL
+    from workers.producer import ProduceError, produce  # late: it reads CELERY_BROKER_URL
 
     stop = threading.Event()
     result: dict[str, int] = {}
-    thread = threading.Thread(
-        target=lambda: result.update(
-            n=produce(options.rate, options.duration, ledger=LEDGER, stop=stop)
-        ),
-        daemon=True,
-    )
+
+    def run() -> None:
+        try:
+            result["n"] = produce(options.rate, options.duration, ledger=LEDGER, stop=stop)
+        except ProduceError as exc:
+            console.print(f"[red]producer stopped: {exc}[/]")
+            result["n"] = exc.submitted
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         while thread.is_alive():

@@ -1,4 +1,9 @@
-"""Fixtures shared by every test directory."""
+"""Fixtures shared by every test directory.
+
+A private redis-server starts with the session, before any test module is imported:
+``workers.app`` reads ``CELERY_BROKER_URL`` at import, and it must never see anything
+but this server (never a shared Redis on 6379).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,17 @@ import os
 import shutil
 
 import pytest
+
+from rfqueue.fleet import RedisServer
+
+REDIS_SERVER = pytest.StashKey[RedisServer]()
+
+#: quick reflexes for tests; the defaults are for production
+FAST = {
+    "RFQUEUE_HEARTBEAT_INTERVAL": "0.5",
+    "RFQUEUE_HEARTBEAT_TIMEOUT": "3",
+    "RFQUEUE_REFRESH_INTERVAL": "0.5",
+}
 
 
 def require_binary(name: str) -> None:
@@ -15,3 +31,26 @@ def require_binary(name: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{name} is required in CI but is not on PATH")
     pytest.skip(f"{name} not on PATH")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not shutil.which("redis-server"):
+        return
+    server = RedisServer().start()
+    session.config.stash[REDIS_SERVER] = server
+    os.environ["CELERY_BROKER_URL"] = server.url
+    os.environ.pop("RFQUEUE_REDIS_URL", None)
+    os.environ.update(FAST)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    server = session.config.stash.get(REDIS_SERVER, None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> RedisServer:
+    """The session's private redis-server (skipped locally, failed in CI, without one)."""
+    require_binary("redis-server")
+    return request.config.stash[REDIS_SERVER]

@@ -1,8 +1,8 @@
 """Real parts: a private redis-server and plain ``celery`` processes, stopped by pid.
 
-The redis-server runs on a free loopback port in a temporary directory for the whole
-session; every test starts from an empty database. Workers are started with the
-README's command (``celery -A workers.app worker --hostname NAME@%h``).
+The redis-server (see tests/conftest.py) runs on a free loopback port in a temporary
+directory for the whole session; every test starts from an empty database. Workers
+are started with the README's command (``celery -A workers.app worker --hostname NAME@%h``).
 """
 
 from __future__ import annotations
@@ -19,33 +19,14 @@ from typing import Any
 import pytest
 
 from rfqueue.fleet import Fleet, RedisServer, wait_for
-from tests.conftest import require_binary
+from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
 LEDGER = "rfqueue:ledger"
 
-#: quick reflexes for tests; the defaults are for production
-FAST = {
-    "RFQUEUE_HEARTBEAT_INTERVAL": "0.5",
-    "RFQUEUE_HEARTBEAT_TIMEOUT": "3",
-    "RFQUEUE_REFRESH_INTERVAL": "0.5",
-}
-
-
 def nodename(name: str) -> str:
     return f"{name}@{HOST}"
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    require_binary("redis-server")
-    server = RedisServer().start()
-    # The test process itself publishes through workers.app, which reads these at import.
-    os.environ["CELERY_BROKER_URL"] = server.url
-    os.environ.update(FAST)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -79,6 +60,8 @@ def app(redis_server: RedisServer) -> Any:
     """The reference app, as a producer in this process."""
     from workers.app import app
 
+    # The producer side must talk to the private server and nothing else.
+    assert app.conf.broker_url == redis_server.url
     return app
 
 

@@ -11,6 +11,7 @@ Configuration comes from the environment: ``CELERY_BROKER_URL`` and any
 from __future__ import annotations
 
 import os
+import sys
 
 from celery import Celery
 
@@ -46,4 +47,9 @@ app.conf.update(
     beat_schedule_filename=os.environ.get("CELERY_BEAT_SCHEDULE", "celerybeat-schedule"),
 )
 
-rfqueue.install(app)
+try:
+    rfqueue.install(app)
+except rfqueue.SettingsError as exc:
+    # A bad setting is a user mistake: one line naming it, exit code 2, no traceback.
+    print(f"rfqueue: error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None

@@ -103,11 +103,16 @@ class ChaosJob:
             if e.effective_state(now) is State.UP and name not in s.protected
         )
         budget = Budget(s.max_paused, s.min_up)
+        out = sum(e.effective_state(now) is not State.UP for e in entries.values())
         for name in rng.sample(eligible, min(s.chaos_k, len(eligible))):
             seconds = rng.uniform(s.chaos_min_duration, s.chaos_max_duration)
-            if s.dry_run:
-                report.would_pause.append((name, seconds))
-                self._record_dry_run(name, seconds)
+            if s.dry_run:  # the same budget check as the pause script, without the pause
+                if budget.allows(out, len(entries)):
+                    out += 1
+                    report.would_pause.append((name, seconds))
+                    self._record_dry_run(name, seconds)
+                else:
+                    report.refused.append((name, "budget exhausted"))
                 continue
             change = self.table.pause(name, seconds, Reason.CHAOS, budget=budget)
             if change.changed and change.entry is not None:

@@ -7,6 +7,7 @@ to the table on a rejected command.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import click
 import redis
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rfqueue.chaos import ChaosJob, ChaosRefused
@@ -56,6 +58,13 @@ def _load_app(path: str | None) -> Any:
         return find_app(path)
     except Exception as exc:
         raise click.BadParameter(f"cannot load {path!r}: {exc}", param_hint="'--app'") from None
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Reject NaN and infinity, which FloatRange lets through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,8 +149,8 @@ def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Ev
         if e.effective_state(now).value != state:
             state += " (expired)"
         grid.add_row(
-            e.worker,
-            e.queue,
+            escape(e.worker),
+            escape(e.queue),
             f"[{colours[e.state.value]}]{state}[/]",
             e.reason.value if e.reason else "",
             _ago(now, e.since),
@@ -151,7 +160,8 @@ def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Ev
     console.print(grid)
     for ev in events:
         note = f" ({ev.note})" if ev.note else ""
-        console.print(f"{_clock(ev.time)}  {ev.worker:<24} {ev.action:<14} {ev.reason or ''}{note}")
+        line = f"{_clock(ev.time)}  {ev.worker:<24} {ev.action:<14} {ev.reason or ''}{note}"
+        console.print(escape(line))
 
 
 def _ago(now: float, when: float | None) -> str:
@@ -173,6 +183,7 @@ def _clock(when: float | None) -> str:
     "seconds",
     required=True,
     type=click.FloatRange(min=0, min_open=True),
+    callback=_finite,
     metavar="SECONDS",
     help="How long the pause lasts (every pause expires).",
 )
@@ -229,7 +240,12 @@ def _known(obj: Context, worker: str, change: Change) -> Entry:
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only say what would be paused.")
-@click.option("--probability", type=click.FloatRange(0, 1), help="Override chaos_probability.")
+@click.option(
+    "--probability",
+    type=click.FloatRange(0, 1),
+    callback=_finite,
+    help="Override chaos_probability.",
+)
 @click.option("--seed", type=int, help="Override the seed.")
 @click.pass_obj
 def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | None) -> None:
@@ -260,6 +276,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
     default=50.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
+    callback=_finite,
     help="Tasks per second.",
 )
 @click.option(
@@ -267,6 +284,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
     default=30.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
+    callback=_finite,
     help="Seconds of producing.",
 )
 @click.option("--seed", type=int, help="Seed for reproducible chaos.")
@@ -286,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: click's own errors, settings errors and Redis errors as one line each."""
     try:
         result = cli.main(args=argv, prog_name="rfqueue", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message())
+        return 0
     except click.ClickException as exc:
         click.echo(f"rfqueue: error: {exc.format_message()}", err=True)
         return exc.exit_code

@@ -48,6 +48,16 @@ class Budget:
     max_paused: int | float
     min_up: int = 1
 
+    def allows(self, not_up: int, total: int) -> bool:
+        """Whether one more pause fits while ``not_up`` of ``total`` workers are out.
+
+        The same rule ``pause.lua`` applies atomically; this copy is for previews only.
+        """
+        limit = self.max_paused
+        if isinstance(limit, float):
+            limit = math.floor(limit * total)
+        return not_up + 1 <= limit and total - not_up - 1 >= self.min_up
+
     def as_arg(self) -> str:
         if isinstance(self.max_paused, float):
             return f"fraction:{self.max_paused!r}"
@@ -199,7 +209,7 @@ def _event(data: Any) -> Event:
         raise TypeError(f"expected an object, got {type(data).__name__}")
     if not (isinstance(data["worker"], str) and isinstance(data["action"], str)):
         raise TypeError("worker and action must be strings")
-    values = {f: data.get(f) for f in Event.__dataclass_fields__}
+    values: dict[str, Any] = {f: data.get(f) for f in Event.__dataclass_fields__}
     values["time"] = float(data["time"])
     values["until"] = None if values["until"] is None else float(values["until"])
     return Event(**values)

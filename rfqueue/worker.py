@@ -110,7 +110,8 @@ class Enforcer:
     def _write(self, script: Any) -> None:
         try:
             self.entry = script(self.nodename, self.queue).entry or self.entry
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, OSError, ValueError) as exc:
+            # ValueError: a reply that is not an entry; the thread must outlive it.
             self._warn("rfqueue: %s cannot reach the failure table: %s", self.nodename, exc)
 
     def _wait_time(self) -> float:

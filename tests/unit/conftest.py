@@ -1,0 +1,135 @@
+"""Fixtures for the unit tests: an in-process fake Redis (with Lua), a clock we move by hand.
+
+Nothing here talks to a real Redis or broker: every client is a ``fakeredis`` client on
+a private ``FakeServer``, and the CLI and router are pointed at it by monkeypatching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+
+import rfqueue.router
+from rfqueue.settings import Settings
+from rfqueue.snapshot import Snapshot
+from rfqueue.table import FailureTable
+
+NAMESPACE = "t"
+
+
+class FakeClock:
+    """A clock for ``FailureTable(clock=...)`` that only moves when told to."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``RFQUEUE_*`` or broker URL from the outside world leaks into a unit test."""
+    for name in list(os.environ):
+        if name.startswith("RFQUEUE_") or name == "CELERY_BROKER_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_snapshots() -> Iterator[None]:
+    """Every test starts without cached router snapshots and leaves no thread behind."""
+    rfqueue.router._snapshots.clear()
+    yield
+    for snapshot in list(rfqueue.router._snapshots.values()):
+        stop_snapshot(snapshot)
+    rfqueue.router._snapshots.clear()
+
+
+def stop_snapshot(snapshot: Snapshot) -> None:
+    """Stop a snapshot's thread now, instead of after its current wait (up to a refresh)."""
+    snapshot._stopping.set()
+    with contextlib.suppress(Exception):  # wake a thread blocked on the channel
+        snapshot.table.client.publish(snapshot.table.keys.channel, "{}")
+    snapshot.stop()
+
+
+@pytest.fixture
+def stop() -> Callable[[Snapshot], None]:
+    return stop_snapshot
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    # Close to the real time: the snapshot and the chaos job compare with time.time().
+    return FakeClock(float(int(time.time())))
+
+
+@pytest.fixture
+def clock_factory() -> type[FakeClock]:
+    return FakeClock
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def client(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(server=server, decode_responses=True)
+
+
+@pytest.fixture
+def table(client: fakeredis.FakeRedis, clock: FakeClock) -> FailureTable:
+    return FailureTable(client, NAMESPACE, events_max=50, clock=clock)
+
+
+@pytest.fixture
+def use_fake_redis(monkeypatch: pytest.MonkeyPatch, client: fakeredis.FakeRedis) -> None:
+    """Every ``Settings.redis_client()`` (router, CLI, chaos) returns the fake client."""
+    monkeypatch.setattr(Settings, "redis_client", lambda self, **kwargs: client)
+
+
+def dump_db(client: Any) -> dict[str, Any]:
+    """Every key and its value: to prove that nothing at all was written."""
+    out: dict[str, Any] = {}
+    for key in sorted(client.keys("*")):
+        kind = client.type(key)
+        if kind == "hash":
+            out[key] = client.hgetall(key)
+        elif kind == "list":
+            out[key] = client.lrange(key, 0, -1)
+        elif kind == "string":
+            out[key] = client.get(key)
+        else:  # pragma: no cover - rfqueue writes no other type
+            out[key] = kind
+    return out
+
+
+@pytest.fixture
+def dump() -> Callable[[Any], dict[str, Any]]:
+    return dump_db
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes; never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+@pytest.fixture
+def poll() -> Callable[..., bool]:
+    return wait_until

@@ -300,23 +300,32 @@ def demo(workers: int, rate: float, duration: float, seed: int | None, chaos: bo
         raise SystemExit(1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: click's own errors, settings errors and Redis errors as one line each."""
+def run_command(command: click.Command, argv: list[str] | None, prog: str, redis_what: str) -> int:
+    """Run a click command with every user-facing error as one line on stderr.
+
+    Usage errors exit 2, Ctrl-C 130, an unreachable Redis 1 (``redis_what`` says what
+    could not be reached); a bare group prints its help and exits 0.
+    """
     try:
-        result = cli.main(args=argv, prog_name="rfqueue", standalone_mode=False)
+        result = command.main(args=argv, prog_name=prog, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.format_message())
         return 0
     except click.ClickException as exc:
-        click.echo(f"rfqueue: error: {exc.format_message()}", err=True)
+        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("rfqueue: aborted", err=True)
+        click.echo(f"{prog}: aborted", err=True)
         return 130
     except (redis.RedisError, OSError) as exc:
-        click.echo(f"rfqueue: error: cannot reach the failure table's Redis: {exc}", err=True)
+        click.echo(f"{prog}: error: cannot reach {redis_what}: {exc}", err=True)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``rfqueue`` console script."""
+    return run_command(cli, argv, "rfqueue", "the failure table's Redis")
 
 
 if __name__ == "__main__":

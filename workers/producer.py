@@ -20,6 +20,7 @@ from typing import Any
 import click
 import redis
 
+from rfqueue.cli import run_command
 from rfqueue.settings import Settings
 from workers.app import app
 from workers.tasks import LEDGER, record
@@ -130,18 +131,7 @@ def cli(rate: float, duration: float, count: int | None, ledger: str, sleep: flo
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors and Redis errors as one line each."""
-    try:
-        result = cli.main(args=argv, prog_name="workers.producer", standalone_mode=False)
-    except click.ClickException as exc:
-        click.echo(f"producer: error: {exc.format_message()}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("producer: aborted", err=True)
-        return 130
-    except (redis.RedisError, OSError) as exc:
-        click.echo(f"producer: error: cannot store the count in Redis: {exc}", err=True)
-        return 1
-    return result if isinstance(result, int) else 0
+    return run_command(cli, argv, "producer", "Redis to store the count")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ def record(self: Any, seq: int, sent: float = 0.0, sleep: float = 0.0, ledger: s
         time.sleep(sleep)
     queue = (self.request.delivery_info or {}).get("routing_key")
     line = {
-        "seq": seq, "worker": self.request.hostname, "queue": queue, "sent": sent,
+        "seq": seq,
+        "worker": self.request.hostname,
+        "queue": queue,
+        "sent": sent,
         "done": time.time(),
     }
     _ledger_client().rpush(ledger, json.dumps(line))

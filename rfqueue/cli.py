@@ -21,7 +21,7 @@ from rich.table import Table
 
 from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.control import RemoteControl
-from rfqueue.entry import Entry, Reason
+from rfqueue.entry import Entry, Reason, State
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Change, Event, FailureTable
 
@@ -148,6 +148,8 @@ def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Ev
         state = e.state.value
         if e.effective_state(now).value != state:
             state += " (expired)"
+        if e.state is not State.DOWN and e.silent(now, settings.heartbeat_timeout):
+            state += " (silent)"  # not routed to; the next chaos tick marks it down
         grid.add_row(
             escape(e.worker),
             escape(e.queue),

@@ -61,6 +61,10 @@ class Entry:
             return State.UP
         return self.state
 
+    def silent(self, now: float, heartbeat_timeout: float) -> bool:
+        """Whether its last heartbeat is older than ``heartbeat_timeout``: it may be dead."""
+        return self.heartbeat is not None and now - self.heartbeat > heartbeat_timeout
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with plain strings for the enums."""
         data = asdict(self)

@@ -35,7 +35,9 @@ def snapshot_for(settings: Settings) -> Snapshot:
         snapshot = _snapshots.get(key)
         if snapshot is None:
             table = FailureTable(settings.redis_client(), settings.namespace, settings.events_max)
-            snapshot = _snapshots[key] = Snapshot(table, settings.refresh_interval)
+            snapshot = _snapshots[key] = Snapshot(
+                table, settings.refresh_interval, settings.heartbeat_timeout
+            )
     return snapshot
 
 

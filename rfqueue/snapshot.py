@@ -31,9 +31,16 @@ Listener = Callable[["Snapshot"], None]
 class Snapshot:
     """The latest known table, and the queues the router may choose from."""
 
-    def __init__(self, table: FailureTable, refresh_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        table: FailureTable,
+        refresh_interval: float = 1.0,
+        heartbeat_timeout: float | None = None,
+    ) -> None:
         self.table = table
         self.refresh_interval = refresh_interval
+        #: a worker silent for longer is not routed to, before any tick marks it down
+        self.heartbeat_timeout = heartbeat_timeout
         self.entries: dict[str, Entry] = {}
         #: queues of workers that are up, sorted by worker name
         self.up_queues: tuple[str, ...] = ()
@@ -47,7 +54,12 @@ class Snapshot:
         self._warn = RateLimitedWarning(logger)
         self._reset_after_fork()
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(ref, Snapshot._reset_after_fork))
+        os.register_at_fork(after_in_child=lambda: _call(ref, Snapshot._after_fork_in_child))
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's listeners (a worker's enforcer) have no thread in the child.
+        self._listeners = []
+        self._reset_after_fork()
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -84,10 +96,8 @@ class Snapshot:
     def refresh(self) -> bool:
         """Re-read the table now; on a Redis error keep the old copy and return False."""
         try:
-            # Version first: a change between the two reads then shows up as a newer
-            # version on the next refresh, so listeners never miss it.
-            version = self.table.version()
-            entries = self.table.entries()
+            # One MULTI: the version belongs to exactly these entries.
+            version, entries = self.table.read()
         except (redis.RedisError, OSError) as exc:
             self._warn(
                 "rfqueue: cannot read the failure table (%s); routing from the last copy", exc
@@ -101,7 +111,7 @@ class Snapshot:
         ordered = [entries[name] for name in sorted(entries)]
         changed = version != self.version or not self.loaded
         self.entries = entries
-        self.up_queues = tuple(e.queue for e in ordered if e.effective_state(now) is State.UP)
+        self.up_queues = tuple(e.queue for e in ordered if self._routable(e, now))
         self.all_queues = tuple(e.queue for e in ordered)
         pending = [
             e.until for e in ordered if e.state is State.PAUSED and e.until and e.until > now
@@ -111,6 +121,12 @@ class Snapshot:
         if changed:
             for listener in self._listeners:
                 listener(self)
+
+    def _routable(self, entry: Entry, now: float) -> bool:
+        # `now` is when the table was read: a Redis outage does not age the heartbeats.
+        if entry.effective_state(now) is not State.UP:
+            return False
+        return self.heartbeat_timeout is None or not entry.silent(now, self.heartbeat_timeout)
 
     def _wait_time(self) -> float:
         due = min(self.refreshed_at + self.refresh_interval, self._next_expiry)

@@ -181,11 +181,16 @@ class FailureTable:
 
     def entries(self) -> dict[str, Entry]:
         """Every well-formed entry, by worker; malformed ones are logged and skipped."""
+        return self.read()[1]
+
+    def read(self) -> tuple[int, dict[str, Entry]]:
+        """The version and the entries, read together in one atomic round trip."""
         pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.version)
         pipe.hgetall(self.keys.workers)
         pipe.hgetall(self.keys.heartbeats)
-        rows, beats = pipe.execute()
-        return decode_entries(rows, beats)
+        version, rows, beats = pipe.execute()
+        return int(version or 0), decode_entries(rows, beats)
 
     def version(self) -> int:
         """The table version: it grows with every change."""

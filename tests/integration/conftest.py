@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
 LEDGER = "rfqueue:ledger"
 
+
 def nodename(name: str) -> str:
     return f"{name}@{HOST}"
 

@@ -164,8 +164,7 @@ class TestFailures:
         def unreachable() -> Any:
             raise redis.ConnectionError("Connection refused")
 
-        monkeypatch.setattr(router.snapshot.table, "entries", unreachable)
-        monkeypatch.setattr(router.snapshot.table, "version", unreachable)
+        monkeypatch.setattr(router.snapshot.table, "read", unreachable)
         assert router.snapshot.refresh() is False
         # Then it routes as before
         chosen = {call(router)["queue"] for _ in range(20)}  # type: ignore[index]

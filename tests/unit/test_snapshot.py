@@ -80,7 +80,7 @@ def broken_reads(table: FailureTable, monkeypatch: pytest.MonkeyPatch) -> list[f
         calls.append(time.monotonic())
         raise redis.ConnectionError("Error 111 connecting to redis: Connection refused.")
 
-    monkeypatch.setattr(table, "entries", fail)
+    monkeypatch.setattr(table, "read", fail)
     return calls
 
 
@@ -129,13 +129,13 @@ class TestLoad:
         snap.refresh()
         assert heard == [4, 5]
 
-    def test_a_change_between_the_two_reads_is_not_lost(
+    def test_a_change_right_after_a_read_is_not_lost(
         self,
         fleet: FailureTable,
         monkeypatch: pytest.MonkeyPatch,
         snapshots: Callable[..., Snapshot],
     ) -> None:
-        # Given a change (W1 paused) that lands between the snapshot's two reads
+        # Given a change (W1 paused) that lands right after the snapshot's read
         snap = snapshots(fleet)
         other = FailureTable(fleet.client, fleet.keys.namespace, clock=fleet.clock)
         injected: list[Any] = []
@@ -149,8 +149,7 @@ class TestLoad:
 
             return wrapped
 
-        monkeypatch.setattr(fleet, "entries", inject_after(fleet.entries))
-        monkeypatch.setattr(fleet, "version", inject_after(fleet.version))
+        monkeypatch.setattr(fleet, "read", inject_after(fleet.read))
         seen: list[bool] = []
         snap.add_listener(lambda s: seen.append(q(W1) in s.up_queues))
         # When it refreshes, and again after the change's announcement
@@ -344,3 +343,54 @@ class TestFailOpen:
         assert not snap.loaded
         assert snap.up_queues == ()
         assert snap.age() == float("inf")
+
+
+class TestSilentWorkers:
+    """A worker whose heartbeat stopped is not routed to, even before a tick marks it down."""
+
+    def test_silent_worker_is_not_routable_and_returns_when_it_beats(
+        self, fleet: FailureTable, clock: Any, fake_time: FakeTime
+    ) -> None:
+        # Given a snapshot with a 5 s heartbeat timeout, and W2 silent for 6 s
+        clock.now = fake_time.wall
+        snap = Snapshot(fleet, refresh_interval=1.0, heartbeat_timeout=5.0)
+        clock.now += 6
+        fake_time.advance(6)
+        for worker in (W1, W3, W4):
+            fleet.heartbeat(worker, q(worker))
+        # When it refreshes
+        assert snap.refresh()
+        # Then W2 is still up in the table, but not among the routable queues
+        assert snap.entries[W2].state is State.UP
+        assert q(W2) not in snap.up_queues and q(W2) in snap.all_queues
+        assert set(snap.up_queues) == {q(W1), q(W3), q(W4)}
+        # When W2 beats again, it is routable again
+        fleet.heartbeat(W2, q(W2))
+        assert snap.refresh()
+        assert q(W2) in snap.up_queues
+
+    def test_an_outage_does_not_age_the_heartbeats(
+        self,
+        fleet: FailureTable,
+        clock: Any,
+        fake_time: FakeTime,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Given a fresh snapshot of four beating workers
+        clock.now = fake_time.wall
+        snap = Snapshot(fleet, refresh_interval=1.0, heartbeat_timeout=5.0)
+        assert snap.refresh() and len(snap.up_queues) == 4
+        # When Redis is away for a minute
+        broken_reads(fleet, monkeypatch)
+        fake_time.advance(60)
+        # Then the copy it routes from still has every worker up (fail-open)
+        assert snap.refresh() is False
+        assert len(snap.up_queues) == 4
+
+    def test_without_a_timeout_silence_is_ignored(
+        self, fleet: FailureTable, clock: Any, fake_time: FakeTime
+    ) -> None:
+        clock.now = fake_time.wall
+        snap = Snapshot(fleet, refresh_interval=1.0)
+        fake_time.advance(600)
+        assert snap.refresh() and len(snap.up_queues) == 4

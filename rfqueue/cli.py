@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -43,9 +44,20 @@ class Context:
         if app is None:
             from celery import Celery
 
-            app = Celery("rfqueue-cli", broker=self.settings.redis_url)
+            # The broker may be another server than the table's Redis (RabbitMQ, say).
+            broker = os.environ.get("CELERY_BROKER_URL") or self.settings.redis_url
+            app = Celery("rfqueue-cli", broker=broker)
+            app.conf.accept_content = ["json"]
             app.conf.broker_connection_retry = False
-            app.conf.broker_transport_options = {"socket_timeout": 2, "socket_connect_timeout": 2}
+            # Remote control is only the fast path: give up on a dead broker quickly.
+            app.conf.broker_transport_options = {
+                "socket_timeout": 2,
+                "socket_connect_timeout": 2,
+                "max_retries": 1,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.2,
+            }
         return RemoteControl(app)
 
 

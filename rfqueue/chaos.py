@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from rfqueue.control import RemoteControl
 from rfqueue.entry import Entry, Reason, State
 from rfqueue.settings import Settings, SettingsError
@@ -173,17 +175,18 @@ def run_tick(app: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any
 
     unknown = set(overrides or {}) - set(CHAOS_FIELDS)
     if unknown:
-        logger.error("rfqueue chaos: unknown arguments %s; tick skipped", sorted(unknown))
-        return {"skipped": f"unknown arguments {sorted(unknown)}"}
+        return _skipped(f"unknown arguments {sorted(unknown)}")
     try:
         settings = Settings.load(app.conf, **(overrides or {}))
-    except SettingsError as exc:
-        logger.error("rfqueue chaos: %s; tick skipped", exc)
-        return {"skipped": str(exc)}
-    job = ChaosJob(settings, snapshot_for(settings).table, RemoteControl(app))
-    try:
-        report = job.tick()
-    except ChaosRefused as exc:
-        logger.error("rfqueue chaos: %s; tick skipped", exc)
-        return {"skipped": str(exc)}
+        report = ChaosJob(settings, snapshot_for(settings).table, RemoteControl(app)).tick()
+    except (SettingsError, ChaosRefused) as exc:
+        return _skipped(str(exc))
+    except (redis.RedisError, OSError) as exc:
+        # Never act on a view that could not be read: skip, the next tick tries again.
+        return _skipped(f"cannot read the failure table: {exc}")
     return {"tick": report.tick, "actions": report.lines()}
+
+
+def _skipped(why: str) -> dict[str, Any]:
+    logger.error("rfqueue chaos: %s; tick skipped", why)
+    return {"skipped": why}

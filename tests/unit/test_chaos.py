@@ -367,3 +367,71 @@ def test_report_lines() -> None:
         f"would pause {W3} for 12.3s (dry run)",
         f"did not pause {W2}: budget exhausted",
     ]
+
+
+class TestScheduledTask:
+    """``run_tick``, the body of the ``rfqueue.chaos`` task: it skips, it never crashes."""
+
+    @pytest.fixture
+    def app(self, use_fake_redis: None) -> Any:
+        from celery import Celery
+
+        app = Celery("t", broker="memory://", set_as_current=False)
+        app.conf.rfqueue_namespace = "t"
+        return app
+
+    def test_runs_with_the_settings_beat_sent(
+        self, app: Any, fleet: FailureTable, dump: Any
+    ) -> None:
+        from rfqueue.chaos import chaos_overrides, run_tick
+
+        # Given beat's chaos settings: always pause one worker for 10..20 s
+        overrides = chaos_overrides(chaos_settings())
+        # When a worker runs the scheduled tick
+        result = run_tick(app, overrides)
+        # Then it paused exactly one worker, as beat asked
+        assert result["tick"] == 1
+        assert sum(line.startswith("paused ") for line in result["actions"]) == 1
+        assert sum(e.state is State.PAUSED for e in fleet.entries().values()) == 1
+
+    @pytest.mark.parametrize(
+        "overrides, why",
+        [
+            ({"bogus": 1}, "unknown arguments ['bogus']"),
+            ({"chaos_probability": 2}, "rfqueue_chaos_probability:"),
+            ({"max_paused": 9}, "rfqueue_max_paused: 9 is larger than the fleet"),
+        ],
+    )
+    def test_bad_arguments_skip_the_tick_and_change_nothing(
+        self,
+        app: Any,
+        fleet: FailureTable,
+        dump: Any,
+        overrides: dict[str, Any],
+        why: str,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        from rfqueue.chaos import run_tick
+
+        before = dump(fleet.client)
+        with caplog.at_level(logging.ERROR, logger="rfqueue.chaos"):
+            result = run_tick(app, overrides)
+        assert why in result["skipped"]
+        assert any("tick skipped" in r.getMessage() for r in caplog.records)
+        assert dump(fleet.client) == before
+
+    def test_unreadable_table_skips_the_tick(
+        self, app: Any, fleet: FailureTable, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import redis
+
+        from rfqueue.chaos import run_tick
+
+        # Given a table that cannot be read
+        def refuse(self: Any) -> Any:
+            raise redis.ConnectionError("Connection refused")
+
+        monkeypatch.setattr(FailureTable, "read", refuse)
+        # When the tick runs, then it skips instead of raising or acting
+        result = run_tick(app, {"chaos_probability": 1.0})
+        assert result["skipped"].startswith("cannot read the failure table")

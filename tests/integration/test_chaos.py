@@ -22,8 +22,8 @@ CHAOS = {
     "RFQUEUE_CHAOS_ENABLED": "true",
     "RFQUEUE_CHAOS_INTERVAL": "0.5",
     "RFQUEUE_CHAOS_PROBABILITY": "1",
-    "RFQUEUE_CHAOS_MIN_DURATION": "1",
-    "RFQUEUE_CHAOS_MAX_DURATION": "3",
+    "RFQUEUE_CHAOS_MIN_DURATION": "1.5",
+    "RFQUEUE_CHAOS_MAX_DURATION": "4",
     "RFQUEUE_MAX_PAUSED": "1",
     "RFQUEUE_MIN_UP": "1",
 }
@@ -125,7 +125,7 @@ def test_chaos_for_20s_over_three_workers_and_2000_tasks(
     assert len(counts) == 2000 and duplicates == 0
 
     # And chaos really happened, and the budget (1 paused or down) was never exceeded
-    assert n_pauses >= 5 and len(windows) >= 2, windows
+    assert n_pauses >= 4 and len(windows) >= 2, windows
     assert observer.samples >= 150
     assert observer.max_not_up == 1
 

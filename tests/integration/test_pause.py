@@ -72,8 +72,8 @@ def test_paused_worker_gets_nothing_until_resumed_or_expired(
     )
     assert ran[w2] >= 40, ran
 
-    # When w3 is paused for 2 s and left alone, the pause expires by itself
-    assert rfqueue_cli(redis_server, "pause", w3, "--for", "2").returncode == 0
+    # When w3 is paused for 4 s and left alone, the pause expires by itself
+    assert rfqueue_cli(redis_server, "pause", w3, "--for", "4").returncode == 0
     until = table_state(redis_server, w3)["until"]
     wait_for(lambda: not consuming(redis_server, w3), 10, interval=0.2, what="w3 cancelled")
     wait_for(lambda: consuming(redis_server, w3), 10, interval=0.2, what="w3 back after expiry")

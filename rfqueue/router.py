@@ -72,18 +72,19 @@ class Router:
             app = current_app
         return app.conf  # type: ignore[no-any-return]
 
-    def _setup(self, task: Any) -> None:
+    def _start(self, task: Any) -> Snapshot:
+        """First call in this process (or after a fork): settings, policy, snapshot."""
         if self._settings is None:
             self._settings = Settings.load(self._app_conf(task))
-        self._policy = create_policy(self._settings)
-        self._snapshot = snapshot_for(self._settings)
+        if self._policy is None:
+            self._policy = create_policy(self._settings)
+        snapshot = self._snapshot = snapshot_for(self._settings)
+        snapshot.ensure_started()
+        return snapshot
 
     @property
     def snapshot(self) -> Snapshot:
-        if self._snapshot is None:
-            self._setup(None)
-        assert self._snapshot is not None
-        return self._snapshot
+        return self._snapshot or self._start(None)
 
     def __call__(
         self,
@@ -94,12 +95,10 @@ class Router:
         task: Any = None,
         **_: Any,
     ) -> dict[str, str] | None:
-        if self._policy is None:
-            self._setup(task)
+        # The hot path: two attribute reads and the policy, never a Redis call.
         snapshot = self._snapshot
-        assert snapshot is not None and self._policy is not None
-        if not snapshot.started:
-            snapshot.ensure_started()
+        if snapshot is None or not snapshot.started:
+            snapshot = self._start(task)
         queues = snapshot.up_queues
         if not queues:
             return self._no_worker_up(name, args, kwargs, options)
@@ -113,9 +112,8 @@ class Router:
         kwargs: Mapping[str, Any],
         options: Mapping[str, Any],
     ) -> dict[str, str] | None:
-        assert self._policy is not None
         try:
-            return {"queue": self._policy.choose(queues, name, args, kwargs, options)}
+            return {"queue": self._policy.choose(queues, name, args, kwargs, options)}  # type: ignore[union-attr]
         except Exception as exc:  # a policy bug must not break apply_async
             self._warn(
                 "rfqueue: policy %r failed for %s (%r); using Celery's default route",

@@ -105,7 +105,12 @@ class ChaosJob:
             if e.effective_state(now) is State.UP and name not in s.protected
         )
         budget = Budget(s.max_paused, s.min_up)
-        out = sum(e.effective_state(now) is not State.UP for e in entries.values())
+        # Only a dry run counts by itself; a real pause is counted inside pause.lua.
+        out = (
+            sum(e.effective_state(now) is not State.UP for e in entries.values())
+            if s.dry_run
+            else 0
+        )
         for name in rng.sample(eligible, min(s.chaos_k, len(eligible))):
             seconds = rng.uniform(s.chaos_min_duration, s.chaos_max_duration)
             if s.dry_run:  # the same budget check as the pause script, without the pause

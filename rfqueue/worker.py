@@ -112,7 +112,7 @@ class Enforcer:
             self.entry = script(self.nodename, self.queue).entry or self.entry
         except (redis.RedisError, OSError, ValueError) as exc:
             # ValueError: a reply that is not an entry; the thread must outlive it.
-            self._warn("rfqueue: %s cannot reach the failure table: %s", self.nodename, exc)
+            self._warn("rfqueue: %s cannot use the failure table: %s", self.nodename, exc)
 
     def _wait_time(self) -> float:
         wait = self.settings.heartbeat_interval

@@ -21,9 +21,7 @@ import click
 import redis
 
 from rfqueue.cli import run_command
-from rfqueue.settings import Settings
-from workers.app import app
-from workers.tasks import LEDGER, record
+from workers.tasks import LEDGER, ledger_client, record
 
 #: the producer's command; docker-compose.yml and the integration tests run exactly this
 PRODUCER_COMMAND = ("python", "-m", "workers.producer")
@@ -38,7 +36,7 @@ class ProduceError(RuntimeError):
 
 
 def _store(ledger: str, submitted: int) -> None:
-    Settings.load(app.conf).redis_client().set(f"{ledger}:submitted", submitted)
+    ledger_client().set(f"{ledger}:submitted", submitted)
 
 
 def produce(

@@ -17,7 +17,8 @@ LEDGER = "rfqueue:ledger"
 
 
 @cache
-def _ledger_client() -> redis.Redis:
+def ledger_client() -> redis.Redis:
+    """One client per process for the table's Redis, where the ledger lives."""
     return Settings.load(app.conf).redis_client()
 
 
@@ -34,7 +35,7 @@ def record(self: Any, seq: int, sent: float = 0.0, sleep: float = 0.0, ledger: s
         "sent": sent,
         "done": time.time(),
     }
-    _ledger_client().rpush(ledger, json.dumps(line))
+    ledger_client().rpush(ledger, json.dumps(line))
     return str(self.request.hostname)
 
 

@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/rfqueue demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check rfqueue workers tests
+	$(BIN)/ruff check rfqueue workers tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -13,6 +13,8 @@ key                            type    content
                                        changed entry's ``version``
 ``{ns}:events``                list    JSON events, newest first, capped
 ``{ns}:chaos:ticks``           string  counter of chaos ticks, mixed into the seed
+``{ns}:routed``                hash    queue -> tasks routed to it, flushed by routers in batches
+``{ns}:rescue:lock:<queue>``   string  held by the one process moving ``queue``'s stranded tasks
 ``{ns}:changes``               pubsub  the changed entry as JSON, after every change
 =============================  ======  =====================================================
 
@@ -57,6 +59,13 @@ class Keys:
     @property
     def chaos_ticks(self) -> str:
         return f"{self._tag}:chaos:ticks"
+
+    @property
+    def routed(self) -> str:
+        return f"{self._tag}:routed"
+
+    def rescue_lock(self, queue: str) -> str:
+        return f"{self._tag}:rescue:lock:{queue}"
 
     @property
     def channel(self) -> str:

@@ -37,7 +37,9 @@ class Context:
     @property
     def table(self) -> FailureTable:
         s = self.settings
-        return FailureTable(s.redis_client(), s.namespace, s.events_max)
+        return FailureTable(
+            s.redis_client(), s.namespace, s.events_max, heartbeat_timeout=s.heartbeat_timeout
+        )
 
     def control(self) -> RemoteControl:
         app = self.app

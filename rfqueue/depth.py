@@ -34,4 +34,7 @@ def queue_depths(
             pipe.llen(key)
     lengths = pipe.execute()
     width = len(steps)
-    return {q: sum(int(n) for n in lengths[i * width : (i + 1) * width]) for i, q in enumerate(names)}
+    return {
+        queue: sum(int(n) for n in lengths[i * width : (i + 1) * width])
+        for i, queue in enumerate(names)
+    }

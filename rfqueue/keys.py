@@ -9,6 +9,8 @@ key                            type    content
 ``{ns}:workers``               hash    nodename -> JSON entry (queue, state, reason, since,
                                        until, note, version)
 ``{ns}:heartbeats``            hash    nodename -> epoch seconds of the last heartbeat
+``{ns}:liveness``              hash    ``last``: newest heartbeat of any worker; ``since``: when
+                                       heartbeats resumed after a fleet-wide gap (an outage)
 ``{ns}:version``               string  counter; every change takes the next value as the
                                        changed entry's ``version``
 ``{ns}:events``                list    JSON events, newest first, capped
@@ -49,6 +51,10 @@ class Keys:
         return f"{self._tag}:heartbeats"
 
     @property
+    def liveness(self) -> str:
+        return f"{self._tag}:liveness"
+
+    @property
     def version(self) -> str:
         return f"{self._tag}:version"
 
@@ -73,4 +79,4 @@ class Keys:
 
     def table_keys(self) -> list[str]:
         """The KEYS argument every table script takes, in its order."""
-        return [self.workers, self.heartbeats, self.version, self.events]
+        return [self.workers, self.heartbeats, self.version, self.events, self.liveness]

@@ -34,7 +34,12 @@ def snapshot_for(settings: Settings) -> Snapshot:
     with _snapshots_lock:
         snapshot = _snapshots.get(key)
         if snapshot is None:
-            table = FailureTable(settings.redis_client(), settings.namespace, settings.events_max)
+            table = FailureTable(
+                settings.redis_client(),
+                settings.namespace,
+                settings.events_max,
+                heartbeat_timeout=settings.heartbeat_timeout,
+            )
             snapshot = _snapshots[key] = Snapshot(
                 table, settings.refresh_interval, settings.heartbeat_timeout
             )

@@ -107,11 +107,14 @@ class FailureTable:
         namespace: str = "rfqueue",
         events_max: int = 1000,
         clock: Clock = time.time,
+        heartbeat_timeout: float = 5.0,
     ) -> None:
         self.client = client
         self.keys = Keys(namespace)
         self.events_max = events_max
         self.clock = clock
+        #: a fleet-wide silence longer than this is an outage, not a fleet of dead workers
+        self.heartbeat_timeout = heartbeat_timeout
         self._scripts = {
             name: client.register_script(_script_source(name)) for name in self.SCRIPTS
         }
@@ -133,11 +136,11 @@ class FailureTable:
 
     def register(self, worker: str, queue: str) -> Change:
         """A worker starts: up, unless an unexpired pause outlived its last run."""
-        return self._change("register", worker, queue)
+        return self._change("register", worker, queue, repr(self.heartbeat_timeout))
 
     def heartbeat(self, worker: str, queue: str) -> Change:
         """Record a beat; returns the worker's entry, healed if it was down or expired."""
-        return self._change("heartbeat", worker, queue)
+        return self._change("heartbeat", worker, queue, repr(self.heartbeat_timeout))
 
     def pause(
         self,
@@ -189,8 +192,9 @@ class FailureTable:
         pipe.get(self.keys.version)
         pipe.hgetall(self.keys.workers)
         pipe.hgetall(self.keys.heartbeats)
-        version, rows, beats = pipe.execute()
-        return int(version or 0), decode_entries(rows, beats)
+        pipe.hget(self.keys.liveness, "since")
+        version, rows, beats, since = pipe.execute()
+        return int(version or 0), decode_entries(rows, beats, float(since or 0))
 
     def version(self) -> int:
         """The table version: it grows with every change."""
@@ -220,14 +224,20 @@ def _event(data: Any) -> Event:
     return Event(**values)
 
 
-def decode_entries(rows: dict[Any, Any], beats: dict[Any, Any]) -> dict[str, Entry]:
-    """Decode ``HGETALL`` replies into entries, skipping (and logging) malformed rows."""
+def decode_entries(
+    rows: dict[Any, Any], beats: dict[Any, Any], since: float = 0.0
+) -> dict[str, Entry]:
+    """Decode ``HGETALL`` replies into entries, skipping (and logging) malformed rows.
+
+    A heartbeat older than ``since`` (when beats resumed after an outage) reads as
+    ``since``, as ``reap.lua`` counts it.
+    """
     entries: dict[str, Entry] = {}
     for key, raw in rows.items():
         name = _text(key)
         try:
             beat = beats.get(key)
-            entry = Entry.from_json(raw, float(beat) if beat is not None else None)
+            entry = Entry.from_json(raw, max(float(beat), since) if beat is not None else None)
             if entry.worker != name:  # the scripts would write it back under the wrong name
                 raise MalformedEntry(f"entry names worker {entry.worker!r}")
         except (MalformedEntry, ValueError) as exc:

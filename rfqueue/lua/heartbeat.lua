@@ -1,7 +1,7 @@
--- ARGV[4] worker, ARGV[5] queue. Records the beat and heals the entry: a worker that
+-- ARGV[4] worker, ARGV[5] queue, ARGV[6] the gap after which beats count as resumed. Records the beat and heals the entry: a worker that
 -- beats is not down, and its own expired pause ends even when no beat process runs.
 local name, queue = ARGV[4], ARGV[5]
-redis.call('HSET', HEARTBEATS, name, NOW)
+note_beat(name, tonumber(ARGV[6]))
 local e = load(name)
 if not e or e.state == 'down' then
   e = e or {worker = name}

@@ -1,6 +1,7 @@
--- Shared by every table script. KEYS: workers, heartbeats, version, events.
+-- Shared by every table script. KEYS: workers, heartbeats, version, events, liveness.
 -- ARGV[1] channel, ARGV[2] events cap, ARGV[3] now (epoch seconds); the rest is the script's.
 local WORKERS, HEARTBEATS, VERSION, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local LIVENESS = KEYS[5]
 local CHANNEL, EVENTS_MAX, NOW = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local NULL = cjson.null
 
@@ -95,4 +96,21 @@ end
 
 local function reply(status, e)
   return cjson.encode({status = status, entry = e or NULL})
+end
+
+-- Record a beat. After a gap longer than ``gap`` in which nobody beat (Redis was down or
+-- unreachable for everyone), ``since`` moves to now: silence is counted from then on, so
+-- an outage never makes the whole fleet look dead the moment Redis returns.
+local function note_beat(name, gap)
+  redis.call('HSET', HEARTBEATS, name, NOW)
+  local last = tonumber(redis.call('HGET', LIVENESS, 'last')) or 0
+  if NOW - last > gap then redis.call('HSET', LIVENESS, 'since', NOW) end
+  if NOW > last then redis.call('HSET', LIVENESS, 'last', NOW) end
+end
+
+-- A worker's last beat as silence is judged: never before heartbeats resumed.
+local function last_beat(name)
+  local beat = tonumber(redis.call('HGET', HEARTBEATS, name)) or 0
+  local since = tonumber(redis.call('HGET', LIVENESS, 'since')) or 0
+  return math.max(beat, since)
 end

@@ -36,6 +36,14 @@ class FakeClock:
         self.now += seconds
 
 
+def beat_while(table: FailureTable, clock: FakeClock, seconds: int, *workers: str) -> None:
+    """Advance ``clock`` by ``seconds`` in 1 s steps; ``workers`` beat at every step."""
+    for _ in range(seconds):
+        clock.advance(1)
+        for worker in workers:
+            table.heartbeat(worker, f"rfqueue.{worker}")
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ``RFQUEUE_*`` or broker URL from the outside world leaks into a unit test."""

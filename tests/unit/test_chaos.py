@@ -110,14 +110,15 @@ class TestTickOrder:
         assert control.calls == [("start", W1, q(W1)), ("stop", paused, q(paused))]
 
     def test_reaped_workers_count_before_pausing(self, table: FailureTable, clock: Any) -> None:
-        # Given W2 silent for long and a budget of one worker out
+        # Given W2 silent for 12 s while W1 and W3 kept beating, and a budget of one out
         now = time.time()
-        clock.now = now - 1000
+        clock.now = now - 12
         for worker in WORKERS[:3]:
             table.register(worker, q(worker))
-        clock.now = now
-        table.heartbeat(W1, q(W1))
-        table.heartbeat(W3, q(W3))
+        for ago in (8, 4, 0):
+            clock.now = now - ago
+            table.heartbeat(W1, q(W1))
+            table.heartbeat(W3, q(W3))
         # When a tick runs
         report = job(table, seed=2).tick()
         # Then W2 going down used the budget: nobody is paused on top of it

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from rfqueue.entry import Entry, Reason, State
 from rfqueue.table import Budget, FailureTable
+from tests.unit.conftest import beat_while
 
 W1, W2, W3 = "w1@h", "w2@h", "w3@h"
 
@@ -527,8 +528,7 @@ class TestReap:
         # Given W1 silent for 10 s, W2 beating, W3 already down, all with a 5 s timeout
         register(table, W1, W2, W3)
         table.mark_down(W3, Reason.SHUTDOWN)
-        clock.advance(10)
-        table.heartbeat(W2, q(W2))
+        beat_while(table, clock, 10, W2)
         version = table.version()
         # When the table is reaped
         reaped = table.reap(5)
@@ -554,10 +554,26 @@ class TestReap:
         e = entry_of(table, W1)
         assert (e.state, e.until) == (State.DOWN, clock.now - 10 + 60)
 
-    def test_worker_without_any_heartbeat_is_stale(self, table: FailureTable) -> None:
-        register(table, W1)
+    def test_worker_without_any_heartbeat_is_stale(self, table: FailureTable, clock: Any) -> None:
+        register(table, W1, W2)
         table.client.hdel(table.keys.heartbeats, W1)
+        beat_while(table, clock, 6, W2)
         assert [e.worker for e in table.reap(5)] == [W1]
+
+    def test_after_a_fleet_wide_silence_nobody_is_reaped_at_once(
+        self, table: FailureTable, clock: Any
+    ) -> None:
+        # Given three beating workers, then 60 s in which nobody could beat (an outage)
+        register(table, W1, W2, W3)
+        beat_while(table, clock, 3, W1, W2, W3)
+        clock.advance(60)
+        # When only W1 has beaten again, and the table is reaped
+        table.heartbeat(W1, q(W1))
+        # Then W2 and W3 are not down: their silence counts from when beats resumed
+        assert table.reap(5) == []
+        # And once they stay silent past the timeout after that, they are
+        beat_while(table, clock, 6, W1)
+        assert sorted(e.worker for e in table.reap(5)) == [W2, W3]
 
 
 class TestForget:
@@ -739,9 +755,7 @@ class TestMalformedEntries:
     ) -> None:
         # Given a pause that expires and a worker gone silent
         table.pause(W1, 10, Reason.CHAOS)
-        clock.advance(20)
-        table.heartbeat(W1, q(W1))
-        table.heartbeat(W3, q(W3))
+        beat_while(table, clock, 20, W1, W3)
         # When expire and reap run over the whole table
         table.resume_expired()
         reaped = table.reap(5)

@@ -49,6 +49,11 @@ class Settings:
     heartbeat_interval: float = 1.0
     #: silence after which the chaos job marks a worker down (seconds)
     heartbeat_timeout: float = 5.0
+    #: move tasks waiting for paused, down or silent workers to up workers (and restore
+    #: the unacknowledged tasks of dead workers at once)
+    rescue: bool = True
+    #: the longest the rescuer waits between two looks at the stranded queues (seconds)
+    rescue_interval: float = 0.5
     #: the longest pause anyone may ask for (seconds)
     max_pause: float = 3600.0
     #: events kept in the capped event log
@@ -211,6 +216,7 @@ def validate(s: Settings) -> None:
         f"must be at least twice heartbeat_interval ({s.heartbeat_interval})",
     )
     _check(s.events_max >= 1, "events_max", "must be at least 1")
+    _check(s.rescue_interval > 0, "rescue_interval", f"must be positive, got {s.rescue_interval}")
     _validate_chaos(s)
 
 

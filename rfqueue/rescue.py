@@ -1,0 +1,176 @@
+"""The rescuer: nothing waits in the queue of a worker that is not up.
+
+Every worker runs one rescuer thread in its main process. It wakes on every change to
+the failure table and at least every ``rescue_interval`` seconds, and then:
+
+1. marks down the workers whose heartbeat is older than ``heartbeat_timeout`` (so a
+   dead worker is noticed within seconds even when no beat process runs);
+2. for every worker that is paused, down or silent and has messages waiting, moves
+   them to queues of up workers, chosen by the router's policy (under a short Redis
+   lock per queue, so one process does each move; the moves are atomic anyway);
+3. for every worker that died without a clean stop (silent, or down for want of a
+   heartbeat), puts its unacknowledged messages back at once, to up workers, instead
+   of after kombu's visibility timeout.
+
+With no worker up, nothing moves: messages stay where they are. It acts only on a
+fresh view of the table; on any Redis error it skips the round and tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from rfqueue.entry import Entry, Reason
+from rfqueue.log import RateLimitedWarning
+from rfqueue.policies import Policy
+from rfqueue.snapshot import Snapshot
+from rfqueue.stranded import StrandedMessages
+
+logger = logging.getLogger(__name__)
+
+#: picks one of the given up queues for a rescued message
+QueueChooser = Callable[[Sequence[str]], str]
+
+#: the task name policies see for a rescued message (its real name is not decoded)
+RESCUE_TASK_NAME = "rfqueue.rescue"
+
+#: how long one process may hold a queue's rescue lock (seconds)
+LOCK_TIMEOUT = 10.0
+
+
+@dataclass
+class RescueReport:
+    """What one round did: messages moved per (source, target), unacked restored per target."""
+
+    reaped: list[Entry] = field(default_factory=list)
+    moved: Counter[tuple[str, str]] = field(default_factory=Counter)
+    restored: Counter[str] = field(default_factory=Counter)
+
+
+class Rescuer:
+    """Moves stranded messages to up workers; one per worker process."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        messages: StrandedMessages,
+        choose: QueueChooser,
+        heartbeat_timeout: float,
+        interval: float = 0.5,
+    ) -> None:
+        self.snapshot = snapshot
+        self.table = snapshot.table
+        self.messages = messages
+        self.choose = choose
+        self.heartbeat_timeout = heartbeat_timeout
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warn = RateLimitedWarning(logger)
+
+    def start(self) -> None:
+        """Start the thread (once); table changes wake it."""
+        if self._thread is None:
+            self.snapshot.add_listener(lambda _: self._wake.set())
+            self.snapshot.ensure_started()
+            self._thread = threading.Thread(target=self._run, name="rfqueue-rescuer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.run_once()
+            except (redis.RedisError, OSError, ValueError) as exc:
+                self._warn("rfqueue: rescue round skipped: %s", exc)
+
+    # -- one round -----------------------------------------------------------------
+
+    def run_once(self) -> RescueReport:
+        """One round: reap, move waiting messages, restore the dead's unacked ones."""
+        report = RescueReport(reaped=self.table.reap(self.heartbeat_timeout))
+        if report.reaped:
+            self.snapshot.refresh()
+        if not self._fresh():
+            return report  # never act on an old view: it may call live workers dead
+        up = self.snapshot.up_queues
+        if not up:
+            return report  # nowhere to go: messages stay where they are
+        now = time.time()
+        out = [e for e in self.snapshot.entries.values() if e.queue not in up]
+        dead = {e.queue for e in out if self._dead(e, now)}
+        if dead:
+            report.restored = self.messages.restore_unacked(dead, lambda: self.choose(up))
+        depths = self.messages.depths([e.queue for e in out])
+        for queue, depth in depths.items():
+            if depth:
+                self._move(queue, up, report)
+        _log(report)
+        return report
+
+    def _fresh(self) -> bool:
+        return self.snapshot.age() <= 2 * self.snapshot.refresh_interval + 1
+
+    def _dead(self, entry: Entry, now: float) -> bool:
+        """Died without a clean stop: its unacknowledged messages will never be acked."""
+        if entry.reason is Reason.SHUTDOWN:
+            return False  # a clean stop hands its messages back itself
+        return entry.silent(now, self.heartbeat_timeout)
+
+    def _move(self, queue: str, up: Sequence[str], report: RescueReport) -> None:
+        lock = self.table.client.lock(
+            self.table.keys.rescue_lock(queue), timeout=LOCK_TIMEOUT, blocking=False
+        )
+        if not lock.acquire():
+            return  # another process is moving this queue right now
+        try:
+            moved = self.messages.move(queue, lambda: self.choose(up))
+        finally:
+            # If it expired (the move took longer than the lock) there is nothing to undo.
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+        for target, count in moved.items():
+            report.moved[(queue, target)] += count
+
+
+def policy_chooser(policy: Policy) -> QueueChooser:
+    """Choose rescue targets with the router's policy; round robin if it cannot choose.
+
+    A rescued message is not decoded, so the policy sees no task name or arguments
+    (a ``hash`` policy, say, cannot keep affinity for it).
+    """
+    turn = itertools.count()
+
+    def choose(queues: Sequence[str]) -> str:
+        try:
+            return policy.choose(queues, RESCUE_TASK_NAME, (), {}, {})
+        except Exception:  # a policy that needs the task: spread evenly instead
+            return queues[next(turn) % len(queues)]
+
+    return choose
+
+
+def _log(report: RescueReport) -> None:
+    for (source, target), count in sorted(report.moved.items()):
+        logger.info("rfqueue: rescued %d waiting tasks from %s to %s", count, source, target)
+    for target, count in sorted(report.restored.items()):
+        logger.info("rfqueue: restored %d unacked tasks of a dead worker to %s", count, target)

@@ -1,0 +1,166 @@
+"""Stranded messages on the Redis transport: moved to healthy queues, one atomic step each.
+
+Two ways a message can be stranded. It waits in the queue of a worker that is paused,
+down or silent (nobody consumes it until that worker is back), or it was delivered to
+a worker that died before acknowledging it (kombu would restore it only after the
+visibility timeout, an hour by default). :class:`StrandedMessages` moves both kinds
+to queues of workers that are up, with Lua scripts that move one message at a time, so
+a message is never lost nor doubled by the move itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from bisect import bisect
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from rfqueue.depth import PRIORITY_SEP, PRIORITY_STEPS, queue_lists
+
+logger = logging.getLogger(__name__)
+
+#: picks the up queue that one rescued message goes to
+Chooser = Callable[[], str]
+
+#: messages one script call moves at most, so Redis is never blocked for long
+MOVE_BATCH = 500
+
+
+@cache
+def _script(name: str) -> str:
+    return (resources.files("rfqueue") / "lua" / f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class BrokerLayout:
+    """Where kombu's Redis transport keeps queues and unacknowledged messages."""
+
+    #: ``global_keyprefix`` of the broker transport options
+    prefix: str = ""
+    steps: tuple[int, ...] = PRIORITY_STEPS
+    sep: str = PRIORITY_SEP
+    unacked: str = "unacked"
+    unacked_index: str = "unacked_index"
+
+    @classmethod
+    def from_transport_options(cls, options: Mapping[str, Any] | None) -> BrokerLayout:
+        """The layout a Celery app's ``broker_transport_options`` give kombu."""
+        options = options or {}
+        return cls(
+            prefix=str(options.get("global_keyprefix", "")),
+            steps=tuple(sorted(options.get("priority_steps", PRIORITY_STEPS))),
+            sep=str(options.get("sep", PRIORITY_SEP)),
+            unacked=str(options.get("unacked_key", "unacked")),
+            unacked_index=str(options.get("unacked_index_key", "unacked_index")),
+        )
+
+    def lists(self, queue: str) -> list[str]:
+        """The Redis lists of ``queue``, one per priority step."""
+        return [self.prefix + key for key in queue_lists(queue, self.steps, self.sep)]
+
+    def list_for(self, queue: str, priority: Any) -> str:
+        """The list kombu puts a message of ``priority`` in (as ``Channel._q_for_pri``)."""
+        try:
+            level = max(min(int(priority), 9), 0)
+        except (TypeError, ValueError):
+            level = 0
+        step = self.steps[max(bisect(self.steps, level) - 1, 0)]
+        return self.lists(queue)[self.steps.index(step)]
+
+
+class StrandedMessages:
+    """Moves stranded messages of the queues it is given; every move is atomic."""
+
+    def __init__(self, client: Any, layout: BrokerLayout | None = None) -> None:
+        self.client = client
+        self.layout = layout or BrokerLayout()
+        self._move = client.register_script(_script("move_stranded"))
+        self._restore = client.register_script(_script("restore_unacked"))
+
+    def depths(self, queues: Sequence[str]) -> dict[str, int]:
+        """Messages waiting in each queue, priority lists included."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            for key in self.layout.lists(queue):
+                pipe.llen(key)
+        lengths = iter(pipe.execute())
+        width = len(self.layout.steps)
+        return {queue: sum(int(next(lengths)) for _ in range(width)) for queue in queues}
+
+    def move(self, source: str, choose: Chooser) -> Counter[str]:
+        """Move every message waiting in ``source``, each to the queue ``choose()`` names.
+
+        Returns how many went to each queue. Messages pushed meanwhile by a router
+        with an old view are moved too, by a later call.
+        """
+        moved: Counter[str] = Counter()
+        for index, source_list in enumerate(self.layout.lists(source)):
+            waiting = int(self.client.llen(source_list))
+            plan = Counter(choose() for _ in range(waiting))
+            for target, count in plan.items():
+                target_list = self.layout.lists(target)[index]
+                moved[target] += self._move_list(source_list, target_list, source, target, count)
+        return moved
+
+    def _move_list(
+        self, source_list: str, target_list: str, source: str, target: str, count: int
+    ) -> int:
+        done = 0
+        while done < count:
+            batch = min(MOVE_BATCH, count - done)
+            args = [batch, json.dumps(source), json.dumps(target)]
+            n = int(self._move(keys=[source_list, target_list], args=args))
+            done += n
+            if n < batch:  # the list ran dry (another rescuer took the rest)
+                break
+        return done
+
+    def restore_unacked(self, queues: Collection[str], choose: Chooser) -> Counter[str]:
+        """Put back now the unacknowledged messages that were delivered from ``queues``.
+
+        Call it only for queues whose worker is dead: a live worker is still running
+        what it holds. Each message goes to the queue ``choose()`` names, marked
+        ``redelivered`` as kombu marks a restored message.
+        """
+        restored: Counter[str] = Counter()
+        if not queues:
+            return restored
+        layout = self.layout
+        for tag, raw in self.client.hscan_iter(layout.prefix + layout.unacked):
+            payload = _unacked_payload(raw, queues)
+            if payload is None:
+                continue
+            target = choose()
+            _redirect(payload, target)
+            key = layout.list_for(target, payload.get("properties", {}).get("priority"))
+            keys = [layout.prefix + layout.unacked, layout.prefix + layout.unacked_index, key]
+            if int(self._restore(keys=keys, args=[tag, raw, json.dumps(payload)])):
+                restored[target] += 1
+        return restored
+
+
+def _unacked_payload(raw: Any, queues: Collection[str]) -> dict[str, Any] | None:
+    """The message of an ``unacked`` entry ``[message, exchange, routing_key]`` from ``queues``."""
+    try:
+        payload, _exchange, routing_key = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if routing_key not in queues or not isinstance(payload, dict):
+        return None
+    return payload
+
+
+def _redirect(payload: dict[str, Any], queue: str) -> None:
+    """Mark a restored message redelivered and address it to ``queue``."""
+    headers = payload.get("headers")
+    if isinstance(headers, dict):
+        headers["redelivered"] = True
+    properties = payload.setdefault("properties", {})
+    info = properties.setdefault("delivery_info", {})
+    if isinstance(info, dict):
+        info.update(redelivered=True, routing_key=queue, exchange="")

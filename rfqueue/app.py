@@ -9,6 +9,7 @@ from celery import signals
 from rfqueue.chaos import chaos_overrides, run_tick
 from rfqueue.router import Router
 from rfqueue.settings import Settings
+from rfqueue.unpin import Unpin
 from rfqueue.worker import RfqueueStep, add_dedicated_queue
 
 CHAOS_TASK = "rfqueue.chaos"
@@ -20,7 +21,8 @@ def install(app: Any, **settings: Any) -> Settings:
 
     Call it after the app is configured. Keyword arguments set ``rfqueue_<name>``
     settings; ``RFQUEUE_<NAME>`` environment variables override them. It appends the
-    router to ``task_routes`` (your own routes keep priority), registers the
+    router to ``task_routes`` (your own routes keep priority; a retry is routed afresh,
+    see :mod:`rfqueue.unpin`), registers the
     ``rfqueue.chaos`` task, adds it to ``beat_schedule`` when ``chaos_enabled``, and
     adds the worker bootstep. Raises :class:`~rfqueue.settings.SettingsError` for a
     bad setting.
@@ -30,7 +32,8 @@ def install(app: Any, **settings: Any) -> Settings:
     resolved = Settings.load(app.conf)
     routes = app.conf.task_routes
     routes = list(routes) if isinstance(routes, (list, tuple)) else ([routes] if routes else [])
-    app.conf.task_routes = [*routes, Router(app)]
+    # Unpin first: a retry's pin to a dedicated queue would win over every router.
+    app.conf.task_routes = [Unpin(resolved.queue_prefix), *routes, Router(app)]
 
     def chaos(**overrides: Any) -> dict[str, Any]:
         """One tick of the random-failure job (see :mod:`rfqueue.chaos`)."""

@@ -34,11 +34,12 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_disable_prefetch=broker_url.startswith(("redis://", "rediss://")),
-    # Publishing gives up after a bounded time instead of hanging on a dead Redis.
+    # Publishing rides out a Redis restart of a few seconds, then gives up (about 10 s)
+    # with kombu's OperationalError instead of hanging on a dead Redis.
     task_publish_retry_policy={
-        "max_retries": 3,
+        "max_retries": 12,
         "interval_start": 0,
-        "interval_step": 0.2,
+        "interval_step": 0.5,
         "interval_max": 1,
     },
     broker_connection_retry_on_startup=True,

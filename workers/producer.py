@@ -5,7 +5,9 @@
 Tasks are sent with ``apply_async`` and no queue, as an application would, so rfqueue's
 router picks the worker. Task ``i`` is due at ``start + i / rate`` (a deadline schedule,
 so slow publishes do not make the rate drift). The number sent is printed as the last
-line, ``submitted N``, and stored in the table's Redis under ``<ledger>:submitted``.
+line, ``submitted N``, and stored in the table's Redis under ``<ledger>:submitted``; the
+queue each task was first routed to goes under ``<ledger>:routed`` (seq -> queue), so a
+run can be audited for tasks that were moved from a paused worker.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import click
 import redis
+from celery.signals import after_task_publish
 
 from rfqueue.cli import run_command
 from workers.tasks import LEDGER, ledger_client, record
@@ -35,8 +38,31 @@ class ProduceError(RuntimeError):
         self.submitted = submitted
 
 
-def _store(ledger: str, submitted: int) -> None:
-    ledger_client().set(f"{ledger}:submitted", submitted)
+def _store(ledger: str, submitted: int, routed: dict[int, str]) -> None:
+    """The count under ``<ledger>:submitted``, each task's first queue under ``<ledger>:routed``."""
+    client = ledger_client()
+    client.set(f"{ledger}:submitted", submitted)
+    items = list(routed.items())
+    for start in range(0, len(items), 1000):
+        client.hset(f"{ledger}:routed", mapping=dict(items[start : start + 1000]))
+
+
+class RoutingLog:
+    """Which queue each published task went to, from Celery's ``after_task_publish`` signal."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, str] = {}
+
+    def __enter__(self) -> RoutingLog:
+        after_task_publish.connect(self._on_publish, weak=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after_task_publish.disconnect(self._on_publish)
+
+    def _on_publish(self, headers: Any = None, routing_key: str = "", **_: Any) -> None:
+        if isinstance(headers, dict) and headers.get("id"):
+            self.by_id[headers["id"]] = routing_key
 
 
 def produce(
@@ -59,22 +85,25 @@ def produce(
     start = time.monotonic()
     end = start + duration
     sent = 0
-    while (count is None or sent < count) and not stop.is_set():
-        due = start + sent / rate
-        if due >= end or time.monotonic() >= end:
-            break
-        if stop.wait(max(0.0, due - time.monotonic())):
-            break
-        try:
-            record.apply_async(
-                kwargs={"seq": sent, "sent": time.time(), "sleep": sleep, "ledger": ledger}
-            )
-        except Exception as exc:
-            with contextlib.suppress(redis.RedisError, OSError):
-                _store(ledger, sent)
-            raise ProduceError(sent, exc) from exc
-        sent += 1
-    _store(ledger, sent)
+    routed: dict[int, str] = {}
+    with RoutingLog() as log:
+        while (count is None or sent < count) and not stop.is_set():
+            due = start + sent / rate
+            if due >= end or time.monotonic() >= end:
+                break
+            if stop.wait(max(0.0, due - time.monotonic())):
+                break
+            try:
+                result = record.apply_async(
+                    kwargs={"seq": sent, "sent": time.time(), "sleep": sleep, "ledger": ledger}
+                )
+            except Exception as exc:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    _store(ledger, sent, routed)
+                raise ProduceError(sent, exc) from exc
+            routed[sent] = log.by_id.pop(result.id, "")
+            sent += 1
+    _store(ledger, sent, routed)
     return sent
 
 

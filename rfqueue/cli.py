@@ -22,6 +22,7 @@ from rich.table import Table
 
 from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.control import RemoteControl
+from rfqueue.demo_command import demo
 from rfqueue.entry import Entry, Reason, State
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Change, Event, FailureTable
@@ -279,41 +280,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
         click.echo(line)
 
 
-@cli.command()
-@click.option(
-    "--workers",
-    default=3,
-    show_default=True,
-    type=click.IntRange(1, 16),
-    help="Worker processes to start.",
-)
-@click.option(
-    "--rate",
-    default=50.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    callback=_finite,
-    help="Tasks per second.",
-)
-@click.option(
-    "--duration",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    callback=_finite,
-    help="Seconds of producing.",
-)
-@click.option("--seed", type=int, help="Seed for reproducible chaos.")
-@click.option("--chaos/--no-chaos", default=True, show_default=True, help="Run the chaos job.")
-def demo(workers: int, rate: float, duration: float, seed: int | None, chaos: bool) -> None:
-    """Run workers, beat with chaos and a producer on this machine, then report."""
-    from rfqueue.demo import DemoOptions, run_demo
-
-    summary = run_demo(
-        DemoOptions(workers=workers, rate=rate, duration=duration, seed=seed, chaos=chaos)
-    )
-    if summary["lost"]:
-        raise SystemExit(1)
+cli.add_command(demo)
 
 
 def run_command(command: click.Command, argv: list[str] | None, prog: str, redis_what: str) -> int:

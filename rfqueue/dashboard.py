@@ -25,6 +25,11 @@ STATE_STYLES = {"up": "green", "paused": "yellow", "down": "red"}
 PLAIN_INTERVAL = 5.0
 
 
+def say(console: Console, text: str) -> None:
+    """Print ``text`` as it is: no markup, no highlighting, no wrapping inside words."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def state_text(row: WorkerRow) -> str:
     """``paused 3.2s (chaos)``, ``up``, ``down (shutdown)``."""
     text = row.state
@@ -102,6 +107,8 @@ def render(view: FleetView) -> RenderableType:
 
 def plain_line(view: FleetView) -> str:
     """One line per refresh for logs and pipes."""
+    if not view.rows:
+        return f"[{progress_text(view)}]"
     workers = " | ".join(
         f"{row.worker.split('@')[0]}: {state_text(row)} depth {row.depth} done {row.done}"
         for row in view.rows
@@ -129,7 +136,7 @@ class Dashboard:
             self._live.update(render(view), refresh=True)
         elif force or time.monotonic() - self._last_line >= PLAIN_INTERVAL:
             self._last_line = time.monotonic()
-            self.console.print(plain_line(view), markup=False, highlight=False)
+            say(self.console, plain_line(view))
 
     def __exit__(
         self,

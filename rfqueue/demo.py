@@ -1,195 +1,188 @@
-"""``rfqueue demo``: a bounded run of the whole loop on this machine.
+"""``rfqueue demo``: the whole loop on this machine, watched live, reconciled at the end.
 
-It starts a private redis-server (unless ``RFQUEUE_REDIS_URL`` or ``CELERY_BROKER_URL``
-names one), N workers and beat with the chaos job, produces tasks at a steady rate,
-waits for them to drain, prints who ran what and what chaos did, and stops every
-process it started, Ctrl-C included.
+It starts a private Redis (:mod:`rfqueue.embedded`) unless ``RFQUEUE_REDIS_URL`` or
+``CELERY_BROKER_URL`` names one, N workers, beat with the chaos job, Flower, and a
+producer at a steady rate for a bounded time. A dashboard (:mod:`rfqueue.dashboard`)
+shows the fleet while it runs; once the queues have drained everything is stopped and
+the run is reconciled into ``report.json`` and ``report.png`` (:mod:`rfqueue.report`).
+
+Ctrl-C or SIGTERM only sets a flag that every wait checks, so the demo always leaves
+through the same cleanup: every process it started is stopped by its process id
+(listed in the run folder's ``pids`` file as it starts them).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+import contextlib
+import signal
 import threading
 import time
-from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from rfqueue.fleet import Fleet, RedisServer, wait_for
-from rfqueue.router import stop_snapshots
+from rfqueue.dashboard import Dashboard, say
+from rfqueue.demo_setup import NAMESPACE, DemoError, DemoOptions, Interrupted, start_services
+from rfqueue.keys import Keys
+from rfqueue.monitor import LedgerTail, Monitor
+from rfqueue.report import build_report, write_report
 from rfqueue.table import FailureTable
 
-NAMESPACE = "rfqueue-demo"
-LEDGER = f"{NAMESPACE}:ledger"
+LEDGER = Keys(NAMESPACE).ledger
+#: how often the dashboard refreshes (seconds)
+REFRESH = 0.5
+
+__all__ = ["NAMESPACE", "DemoError", "DemoOptions", "DemoResult", "Interrupted", "run_demo"]
 
 
-@dataclass(frozen=True)
-class DemoOptions:
-    """What the demo runs."""
+@dataclass
+class DemoResult:
+    """What a finished run produced."""
 
-    workers: int = 3
-    rate: float = 50.0
-    duration: float = 30.0
-    seed: int | None = None
-    chaos: bool = True
-    chaos_interval: float = 2.0
-    chaos_probability: float = 0.6
-    chaos_min_duration: float = 2.0
-    chaos_max_duration: float = 6.0
-    max_paused: int = 1
-
-    def env(self) -> dict[str, str]:
-        env = {
-            "RFQUEUE_NAMESPACE": NAMESPACE,
-            "RFQUEUE_HEARTBEAT_INTERVAL": "0.5",
-            "RFQUEUE_HEARTBEAT_TIMEOUT": "3",
-            "RFQUEUE_REFRESH_INTERVAL": "0.5",
-            "RFQUEUE_CHAOS_ENABLED": "true" if self.chaos else "false",
-            "RFQUEUE_CHAOS_INTERVAL": str(self.chaos_interval),
-            "RFQUEUE_CHAOS_PROBABILITY": str(self.chaos_probability),
-            "RFQUEUE_CHAOS_MIN_DURATION": str(self.chaos_min_duration),
-            "RFQUEUE_CHAOS_MAX_DURATION": str(self.chaos_max_duration),
-            "RFQUEUE_MAX_PAUSED": str(self.max_paused),
-        }
-        if self.seed is not None:
-            env["RFQUEUE_SEED"] = str(self.seed)
-        return env
+    report: dict[str, Any]
+    folder: Path
+    files: list[Path] = field(default_factory=list)
 
 
-def run_demo(options: DemoOptions, console: Console | None = None) -> dict[str, Any]:
-    """Run the demo; returns the summary it printed."""
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into ``stop.set()`` while inside (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
+    """Run the demo to its report; raises :class:`Interrupted` after a clean stop on Ctrl-C."""
+    options.check()
     console = console or Console()
-    workdir = Path(tempfile.mkdtemp(prefix="rfqueue-demo-"))
-    with ExitStack() as stack:
-        url = os.environ.get("RFQUEUE_REDIS_URL") or os.environ.get("CELERY_BROKER_URL")
-        if not url:
-            (workdir / "redis").mkdir()
-            server = RedisServer(workdir / "redis").start()
-            stack.callback(server.stop)
-            url = server.url
-            console.print(f"started a private redis-server on port {server.port}")
-        os.environ.update({"CELERY_BROKER_URL": url, "RFQUEUE_REDIS_URL": url, **options.env()})
-        fleet = Fleet(url, workdir, env=options.env())
-        stack.callback(fleet.stop)
-        stack.callback(stop_snapshots)
-        table = FailureTable(_client(url), NAMESPACE)
-        _reset(table)
-        names = [f"demo{i + 1}" for i in range(options.workers)]
-        for name in names:
-            fleet.start_worker(name, "--concurrency", "1")
-        for name in names:
-            fleet.wait_ready(name)
-        if options.chaos:
-            fleet.start_beat()
-        console.print(
-            f"{options.workers} workers up; producing {options.rate:g} tasks/s "
-            f"for {options.duration:g} s (logs in {workdir})"
-        )
-        submitted = _produce(options, table, console)
-        lines = _drain(table, submitted, console)
-        return _summarise(table, submitted, lines, console)
+    stop = threading.Event()
+    folder = options.folder()  # created when the first process starts
+    with stop_on_signals(stop), ExitStack() as stack:
+        services = start_services(options, folder, stack, console, stop)
+        table = FailureTable(services.client, NAMESPACE, events_max=1000)
+        monitor = Monitor(table, LedgerTail(services.client, LEDGER))
+        with Dashboard(console) as dashboard:
+            services.wait_ready(lambda: dashboard.update(monitor.sample("starting", 0, 1)), stop)
+            window, submitted = _produce_and_drain(options, monitor, dashboard, stop)
+        lines, events = monitor.ledger.lines, table.events(1000)
+        services.stop()
+    report = build_report(
+        options.describe(services.redis_label),
+        submitted,
+        lines,
+        events,
+        services.worker_names,
+        window,
+    )
+    return DemoResult(report, folder, _write(folder, report, console))
 
 
-def _client(url: str) -> Any:
-    from rfqueue.settings import Settings
-
-    return Settings.load({}, environ={}, redis_url=url).redis_client()
-
-
-def _reset(table: FailureTable) -> None:
-    """Remove only the demo's own keys: everything else in that Redis is left alone."""
-    keys = table.keys
-    doomed = [keys.workers, keys.heartbeats, keys.version, keys.events, keys.chaos_ticks, LEDGER]
-    table.client.delete(*doomed, f"{LEDGER}:submitted")
-
-
-def _produce(options: DemoOptions, table: FailureTable, console: Console) -> int:
+def _produce_and_drain(
+    options: DemoOptions, monitor: Monitor, dashboard: Dashboard, stop: threading.Event
+) -> tuple[tuple[float, float], int]:
     from workers.producer import ProduceError, produce  # late: it reads CELERY_BROKER_URL
 
-    stop = threading.Event()
-    result: dict[str, int] = {}
+    produce_stop = threading.Event()
+    result: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            result["n"] = produce(options.rate, options.duration, ledger=LEDGER, stop=stop)
+            result["n"] = produce(options.rate, options.duration, ledger=LEDGER, stop=produce_stop)
         except ProduceError as exc:
-            console.print(f"[red]producer stopped: {exc}[/]")
-            result["n"] = exc.submitted
+            result["n"], result["error"] = exc.submitted, exc
 
-    thread = threading.Thread(target=run, daemon=True)
+    start = time.time()
+    thread = threading.Thread(target=run, name="rfqueue-demo-producer", daemon=True)
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(5)
-            console.print(_progress_line(table))
+        _refresh_until(
+            lambda: not thread.is_alive(),
+            lambda: monitor.sample("producing", time.time() - start, options.duration),
+            dashboard,
+            stop,
+        )
     finally:
-        stop.set()
+        produce_stop.set()
         thread.join()
-    return result.get("n", 0)
-
-
-def _progress_line(table: FailureTable) -> str:
-    done = Counter(json.loads(x)["worker"] for x in table.client.lrange(LEDGER, 0, -1))
-    now = time.time()
-    parts = []
-    for name, e in sorted(table.entries().items()):
-        state = e.effective_state(now).value
-        left = f" {e.until - now:.0f}s" if state == "paused" and e.until else ""
-        parts.append(f"{name.split('@')[0]}: {state}{left} done {done[name]}")
-    return " | ".join(parts)
-
-
-def _drain(table: FailureTable, submitted: int, console: Console) -> list[dict[str, Any]]:
-    console.print(f"submitted {submitted}; draining")
-
-    def drained() -> bool:
-        return int(table.client.llen(LEDGER)) >= submitted
-
-    try:
-        wait_for(drained, timeout=60, interval=0.2, what="the queues to drain")
-    except TimeoutError:
-        console.print("[red]some tasks did not complete within 60 s[/]")
-    return [json.loads(x) for x in table.client.lrange(LEDGER, 0, -1)]
-
-
-def _summarise(
-    table: FailureTable, submitted: int, lines: list[dict[str, Any]], console: Console
-) -> dict[str, Any]:
-    per_seq = Counter(line["seq"] for line in lines)
-    per_worker = Counter(line["worker"] for line in lines)
-    summary = {
-        "submitted": submitted,
-        "completed": len(per_seq),
-        "lost": submitted - len(per_seq),
-        "duplicates": sum(1 for n in per_seq.values() if n > 1),
-        "per_worker": dict(per_worker),
-    }
-    grid = Table(title="who ran what")
-    grid.add_column("worker")
-    grid.add_column("tasks", justify="right")
-    grid.add_column("share", justify="right")
-    grid.add_column("chaos pauses", justify="right")
-    events = table.events(1000)
-    pauses = Counter(ev.worker for ev in events if ev.action == "pause")
-    for name in sorted(per_worker):
-        share = per_worker[name] / max(1, len(lines))
-        grid.add_row(name, str(per_worker[name]), f"{share:.0%}", str(pauses[name]))
-    console.print(grid)
-    for ev in sorted(events, key=lambda ev: ev.version)[-15:]:
-        if ev.action in ("pause", "resume", "down"):
-            console.print(
-                f"  {time.strftime('%H:%M:%S', time.localtime(ev.time))} "
-                f"{ev.action:<7} {ev.worker} ({ev.reason})"
-            )
-    console.print(
-        f"submitted {summary['submitted']}, completed {summary['completed']}, "
-        f"lost {summary['lost']}, completed twice {summary['duplicates']}"
+    submitted = int(result.get("n", 0))
+    if "error" in result:
+        say(dashboard.console, f"producer stopped: {result['error']}")
+    deadline = time.monotonic() + options.drain_timeout
+    _refresh_until(
+        lambda: len(monitor.ledger.seqs) >= submitted or time.monotonic() > deadline,
+        lambda: monitor.sample("draining", options.duration, options.duration, submitted),
+        dashboard,
+        stop,
     )
-    return summary
+    return (start, time.time()), submitted
+
+
+def _refresh_until(
+    done: Callable[[], bool],
+    sample: Callable[[], Any],
+    dashboard: Dashboard,
+    stop: threading.Event,
+) -> None:
+    """Refresh the dashboard every :data:`REFRESH` seconds until ``done()``."""
+    while True:
+        finished = done()  # before sampling: the last view then includes the last task
+        view = sample()
+        dashboard.update(view, force=finished)
+        if finished:
+            return
+        if stop.wait(REFRESH):
+            raise Interrupted
+
+
+def _write(folder: Path, report: dict[str, Any], console: Console) -> list[Path]:
+    files = [write_report(folder, report)]
+    try:
+        from rfqueue.figure import draw_report
+    except ImportError:
+        say(console, "no figure: matplotlib is not installed (pip install 'rfqueue[demo]')")
+    else:
+        files.append(draw_report(report, folder / "report.png"))
+    _print_summary(report, console)
+    names = ", ".join(f.name for f in files)
+    say(console, f"report written to {folder}/ ({names})")
+    return files
+
+
+def _print_summary(report: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    grid = Table(title="who ran what", title_justify="left")
+    for column in ("worker", "tasks", "share", "paused", "pauses"):
+        grid.add_column(column, justify="left" if column == "worker" else "right")
+    for name, w in sorted(report["workers"].items()):
+        grid.add_row(
+            name, str(w["tasks"]), f"{w['share']:.0%}", f"{w['paused_s']:.1f} s", str(w["pauses"])
+        )
+    console.print(grid)
+    latency = report["latency_ms"]
+    if latency["p50"] is not None:
+        say(
+            console,
+            f"latency sent to done: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms, "
+            f"p99 {latency['p99']:.0f} ms, max {latency['max']:.0f} ms",
+        )
+    say(
+        console,
+        f"submitted {report['submitted']}, completed {report['completed']}, "
+        f"lost {report['lost']}, completed more than once {report['completed_more_than_once']}",
+    )

@@ -54,11 +54,15 @@ def server_version(binary: str) -> str:
     return "unknown"
 
 
-def start_embedded(directory: Path, path: str | None = None) -> RedisServer:
-    """Start a private server in ``directory``; the caller stops it with ``.stop()``.
+def embedded_server(directory: Path, path: str | None = None) -> RedisServer:
+    """A private server in ``directory``, not started yet: register its ``stop`` first.
 
     No AOF: the demo's data is thrown away with the directory.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    server = RedisServer(directory, appendonly=False, binary=redis_server_binary(path))
-    return server.start()
+    return RedisServer(directory, appendonly=False, binary=redis_server_binary(path))
+
+
+def start_embedded(directory: Path, path: str | None = None) -> RedisServer:
+    """Start a private server in ``directory``; the caller stops it with ``.stop()``."""
+    return embedded_server(directory, path).start()

@@ -46,8 +46,8 @@ def _title(report: dict[str, Any]) -> str:
     run = report.get("run", {})
     chaos = "chaos on" if run.get("chaos") else "chaos off"
     head = (
-        f"rfqueue demo: {run.get('workers', '?')} workers, {run.get('rate', '?')} tasks/s "
-        f"for {run.get('duration', '?')} s, {chaos}"
+        f"rfqueue demo: {run.get('workers', '?')} workers, {run.get('rate', 0):g} tasks/s "
+        f"for {run.get('duration', 0):g} s, {chaos}"
     )
     counts = (
         f"submitted {report['submitted']}, completed {report['completed']}, "

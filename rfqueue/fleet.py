@@ -232,6 +232,21 @@ class Fleet:
         self.others.append(proc)
         return proc
 
+    def start_flower(
+        self, port: int, basic_auth: str | None = None, env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        """``celery -A workers.app flower`` on 127.0.0.1:``port``.
+
+        ``basic_auth`` (``user:password``) goes through Flower's ``FLOWER_BASIC_AUTH``
+        variable, the same as ``--basic-auth``, but not visible in the process list.
+        """
+        argv = [_celery_bin(), *FLOWER_COMMAND[1:], f"--port={port}", "--address=127.0.0.1"]
+        auth = {"FLOWER_BASIC_AUTH": basic_auth} if basic_auth else {}
+        log = self.workdir / f"flower-{len(self.others)}.log"
+        proc = ManagedProcess(argv, log, {**self.env, **auth, **(env or {})}, self.cwd)
+        self.others.append(proc)
+        return proc
+
     def stop_worker(self, name: str) -> int | None:
         return self.workers.pop(name).stop()
 

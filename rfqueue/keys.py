@@ -17,6 +17,8 @@ key                            type    content
 ``{ns}:chaos:ticks``           string  counter of chaos ticks, mixed into the seed
 ``{ns}:routed``                hash    queue -> tasks routed to it, flushed by routers in batches
 ``{ns}:rescue:lock:<queue>``   string  held by the one process moving ``queue``'s stranded tasks
+``{ns}:ledger``                list    the demo's audit: one JSON line per task execution
+                                       (``workers.tasks.record``); ``:submitted`` its count
 ``{ns}:changes``               pubsub  the changed entry as JSON, after every change
 =============================  ======  =====================================================
 
@@ -72,6 +74,10 @@ class Keys:
 
     def rescue_lock(self, queue: str) -> str:
         return f"{self._tag}:rescue:lock:{queue}"
+
+    @property
+    def ledger(self) -> str:
+        return f"{self._tag}:ledger"
 
     @property
     def channel(self) -> str:

@@ -24,6 +24,7 @@ from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.control import RemoteControl
 from rfqueue.demo_command import demo
 from rfqueue.entry import Entry, Reason, State
+from rfqueue.metrics import metrics
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Change, Event, FailureTable
 
@@ -281,6 +282,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
 
 
 cli.add_command(demo)
+cli.add_command(metrics)
 
 
 def run_command(command: click.Command, argv: list[str] | None, prog: str, redis_what: str) -> int:

@@ -13,11 +13,9 @@ through the same cleanup: every process it started is stopped by its process id
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from rfqueue.demo_setup import NAMESPACE, DemoError, DemoOptions, Interrupted, s
 from rfqueue.keys import Keys
 from rfqueue.monitor import LedgerTail, Monitor
 from rfqueue.report import build_report, write_report
+from rfqueue.signals import stop_on_signals
 from rfqueue.table import FailureTable
 
 LEDGER = Keys(NAMESPACE).ledger
@@ -46,24 +45,6 @@ class DemoResult:
     report: dict[str, Any]
     folder: Path
     files: list[Path] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into ``stop.set()`` while inside (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:

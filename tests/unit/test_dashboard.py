@@ -19,8 +19,9 @@ LEDGER = "{t}:ledger"
 
 
 def _record(client: Any, seq: int, worker: str, done: float) -> None:
-    client.rpush(LEDGER, json.dumps({"seq": seq, "worker": worker, "sent": done - 0.01,
-                                     "done": done}))
+    client.rpush(
+        LEDGER, json.dumps({"seq": seq, "worker": worker, "sent": done - 0.01, "done": done})
+    )
 
 
 def _fleet(table: FailureTable) -> None:

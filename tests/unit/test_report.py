@@ -14,13 +14,19 @@ T0 = 1_000_000.0
 
 
 def event(t: float, worker: str, action: str, state: str, until: float | None = None, v: int = 0):
-    return Event(T0 + t, worker, action, "chaos", state, None if until is None else T0 + until,
-                 None, v)
+    return Event(
+        T0 + t, worker, action, "chaos", state, None if until is None else T0 + until, None, v
+    )
 
 
 def line(seq: int, worker: str, sent: float, done: float) -> dict[str, object]:
-    return {"seq": seq, "worker": worker, "queue": f"rfqueue.{worker}",
-            "sent": T0 + sent, "done": T0 + done}
+    return {
+        "seq": seq,
+        "worker": worker,
+        "queue": f"rfqueue.{worker}",
+        "sent": T0 + sent,
+        "done": T0 + done,
+    }
 
 
 def test_a_pause_shows_as_a_band_between_its_pause_and_resume_events():
@@ -44,7 +50,9 @@ def test_a_pause_without_a_resume_event_ends_at_its_until():
 
     # When the timeline is rebuilt, then the pause stops at its expiry, as every reader sees it
     assert timeline(events, "w1", T0, T0 + 6) == [
-        Band("up", 0, 2), Band("paused", 2, 4), Band("up", 4, 6)
+        Band("up", 0, 2),
+        Band("paused", 2, 4),
+        Band("up", 4, 6),
     ]
 
 
@@ -97,7 +105,11 @@ def test_the_report_counts_lost_and_twice_completed_tasks_and_shares():
     assert report["latency_ms"]["max"] == pytest.approx(30.0)
     # And each worker's share and time paused
     assert report["workers"]["w1"] == {
-        "tasks": 2, "share": 0.5, "paused_s": 0.0, "down_s": 0.0, "pauses": 0
+        "tasks": 2,
+        "share": 0.5,
+        "paused_s": 0.0,
+        "down_s": 0.0,
+        "pauses": 0,
     }
     assert report["workers"]["w2"]["paused_s"] == pytest.approx(2.0)
     assert report["workers"]["w2"]["pauses"] == 1
@@ -121,8 +133,12 @@ def test_the_figure_is_a_png_drawn_from_the_report_alone(tmp_path: Path):
         event(1, "w2", "pause", "paused", until=2.5, v=3),
     ]
     report = build_report(
-        {"workers": 2, "rate": 10, "duration": 4, "chaos": True}, 40, lines, events,
-        ["w1", "w2"], (T0, T0 + 4),
+        {"workers": 2, "rate": 10, "duration": 4, "chaos": True},
+        40,
+        lines,
+        events,
+        ["w1", "w2"],
+        (T0, T0 + 4),
     )
     document = json.loads(write_report(tmp_path, report).read_text())
 

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: the command of the compose ``metrics`` service and the README
+METRICS_COMMAND = ("rfqueue", "metrics")
+
 #: event actions counted, and the counter each one feeds
 COUNTED_ACTIONS = {"pause": "pauses", "resume": "resumes", "down": "downs"}
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from rfqueue.fleet import BEAT_COMMAND, FLOWER_COMMAND, WORKER_COMMAND
+from rfqueue.metrics import METRICS_COMMAND, metrics
 from rfqueue.settings import Settings
 from workers import producer
 from workers.producer import PRODUCER_COMMAND
@@ -24,8 +25,8 @@ from workers.producer import PRODUCER_COMMAND
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "workers" / "Dockerfile"
-COMMANDS = (WORKER_COMMAND, BEAT_COMMAND, FLOWER_COMMAND, PRODUCER_COMMAND)
-REQUIRED = {"redis", "worker1", "worker2", "worker3", "beat", "flower", "producer"}
+COMMANDS = (WORKER_COMMAND, BEAT_COMMAND, FLOWER_COMMAND, PRODUCER_COMMAND, METRICS_COMMAND)
+REQUIRED = {"redis", "worker1", "worker2", "worker3", "beat", "flower", "producer", "metrics"}
 #: ``${VAR:-default}`` (or ``${VAR}``): a value the operator can override
 VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-(?P<default>[^}]*))?\}")
 URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^:@/\s]*:(?P<password>\$\{[^}]*\}|[^@/\s]+)@")
@@ -201,12 +202,25 @@ def test_every_app_service_runs_a_readme_command(services: dict[str, Any]) -> No
     assert services_running(services, BEAT_COMMAND) == ["beat"]
     assert services_running(services, FLOWER_COMMAND) == ["flower"]
     assert services_running(services, PRODUCER_COMMAND) == ["producer"]
+    assert services_running(services, METRICS_COMMAND) == ["metrics"]
 
 
 def test_the_producer_command_line_is_valid(services: dict[str, Any]) -> None:
     args = argv(services["producer"])[len(PRODUCER_COMMAND) :]
     ctx = producer.cli.make_context("workers.producer", args)
     assert ctx.params["rate"] > 0 and ctx.params["duration"] > 0
+
+
+def test_the_metrics_service_listens_in_its_container_and_is_published_on_loopback(
+    services: dict[str, Any],
+) -> None:
+    service = services["metrics"]
+    ctx = metrics.make_context("metrics", argv(service)[len(METRICS_COMMAND) :])
+    port = ctx.params["port"]
+    # 127.0.0.1 inside the container would be unreachable from the published port.
+    assert ctx.params["host"] == "0.0.0.0"
+    assert f"127.0.0.1:{port}:{port}" in [str(p) for p in service.get("ports", [])]
+    assert service.get("healthcheck", {}).get("test"), "metrics needs a healthcheck"
 
 
 def test_flower_sits_behind_basic_auth(services: dict[str, Any]) -> None:

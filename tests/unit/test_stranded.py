@@ -73,11 +73,12 @@ class Broker:
     def consume_ids(self, queue: str) -> list[str]:
         return [m.headers["id"] for m in self.consume(queue)]
 
-    def deliver_and_die(self, queue: str, count: int) -> list[str]:
-        """A worker takes ``count`` messages and is killed before acknowledging them.
+    def take_unacked(self, queue: str, count: int) -> list[str]:
+        """A worker takes ``count`` messages and holds them, unacknowledged, for good.
 
-        kombu records them in its unacked hash and index; a killed process never hands
-        them back, so the channel's restore at shutdown is switched off.
+        kombu records them in its unacked hash and index, as for a worker still running
+        them or one killed before it could ack: such a process never hands them back, so
+        the channel's restore at shutdown is switched off.
         """
         with self.app.connection_for_read() as conn:
             channel = conn.default_channel
@@ -440,7 +441,7 @@ def test_prefixed_layout_moves_restores_and_counts_what_kombu_wrote(
     with kombu_broker(server, PREFIXED) as b:
         waiting = b.send(SOURCE, 2) + b.send(SOURCE, 2, priority=8)
         b.send(B, 3)
-        killed = b.deliver_and_die(B, 2)
+        killed = b.take_unacked(B, 2)
         messages = StrandedMessages(client, BrokerLayout.from_transport_options(PREFIXED))
         # When depths are read, the source moved and the killed worker's tasks restored
         depths = messages.depths([SOURCE, B])
@@ -472,8 +473,8 @@ def test_restore_puts_back_only_the_given_queues(
     # Given a killed worker's 2 unacked tasks and 1 of a live worker
     broker.send(SOURCE, 2)
     broker.send(B, 1)
-    dead = broker.deliver_and_die(SOURCE, 2)
-    broker.deliver_and_die(B, 1)
+    dead = broker.take_unacked(SOURCE, 2)
+    broker.take_unacked(B, 1)
     live_tag = next(tag for tag, raw in unacked(client).items() if json.loads(raw)[2] == B)
     # When the dead worker's queue is restored to A
     restored = messages.restore_unacked([SOURCE], lambda: A)
@@ -489,7 +490,7 @@ def test_restored_messages_are_redelivered_and_addressed_to_the_target(
 ) -> None:
     # Given a killed worker's unacked task
     broker.send(SOURCE, 1)
-    [dead] = broker.deliver_and_die(SOURCE, 1)
+    [dead] = broker.take_unacked(SOURCE, 1)
     # When it is restored to A
     messages.restore_unacked([SOURCE], lambda: A)
     # Then A's consumer gets it marked redelivered, routed to A, through the anon exchange
@@ -509,7 +510,7 @@ def test_restored_messages_keep_their_priority_and_run_first(
     low = broker.send(SOURCE, 1)
     high = broker.send(SOURCE, 1, priority=7)
     backlog = broker.send(A, 1) + broker.send(A, 1, priority=7)
-    broker.deliver_and_die(SOURCE, 2)
+    broker.take_unacked(SOURCE, 2)
     # When they are restored to A
     messages.restore_unacked([SOURCE], lambda: A)
     # Then each is in A's list of its priority, ahead of the backlog there (as kombu restores)
@@ -523,7 +524,7 @@ def test_restore_follows_the_chooser(
 ) -> None:
     # Given 4 unacked tasks of a killed worker
     broker.send(SOURCE, 4)
-    dead = broker.deliver_and_die(SOURCE, 4)
+    dead = broker.take_unacked(SOURCE, 4)
     # When they are restored alternately to A and B
     restored = messages.restore_unacked([SOURCE], cycle(A, B))
     # Then each target got two, and every task is on exactly one of them
@@ -540,7 +541,7 @@ def test_an_entry_changed_after_the_scan_is_not_restored(
 ) -> None:
     # Given one unacked task of a killed worker
     broker.send(SOURCE, 1)
-    broker.deliver_and_die(SOURCE, 1)
+    broker.take_unacked(SOURCE, 1)
     [(tag, raw)] = unacked(client).items()
     rewritten = raw + " "
 
@@ -582,7 +583,7 @@ def test_malformed_hash_values_are_skipped(
 ) -> None:
     # Given a killed worker's unacked task and a malformed value in kombu's unacked hash
     broker.send(SOURCE, 1)
-    [dead] = broker.deliver_and_die(SOURCE, 1)
+    [dead] = broker.take_unacked(SOURCE, 1)
     client.hset("unacked", "bad-tag", raw)
     client.zadd("unacked_index", {"bad-tag": 1.0})
     # When the dead worker's queue is restored
@@ -609,7 +610,7 @@ def test_random_chooser_restores_every_entry_once(
 ) -> None:
     # Given 12 unacked tasks of a killed worker and a seeded random chooser
     broker.send(SOURCE, 12)
-    dead = broker.deliver_and_die(SOURCE, 12)
+    dead = broker.take_unacked(SOURCE, 12)
     rnd = random.Random(3)
     # When they are restored
     restored = messages.restore_unacked([SOURCE], lambda: rnd.choice([A, B]))

@@ -22,20 +22,43 @@ def ledger_client() -> redis.Redis:
     return Settings.load(app.conf).redis_client()
 
 
+def _append(task: Any, ledger: str, **fields: Any) -> None:
+    """One ledger line: which worker ran ``task``, from which queue, and when."""
+    request = task.request
+    line = {
+        "worker": request.hostname,
+        "queue": (request.delivery_info or {}).get("routing_key"),
+        "done": time.time(),
+        **fields,
+    }
+    ledger_client().rpush(ledger, json.dumps(line))
+
+
 @app.task(name="workers.tasks.record", bind=True)
 def record(self: Any, seq: int, sent: float = 0.0, sleep: float = 0.0, ledger: str = LEDGER) -> str:
     """Optionally sleep, then append ``{seq, worker, queue, sent, done}`` to ``ledger``."""
     if sleep:
         time.sleep(sleep)
-    queue = (self.request.delivery_info or {}).get("routing_key")
-    line = {
-        "seq": seq,
-        "worker": self.request.hostname,
-        "queue": queue,
-        "sent": sent,
-        "done": time.time(),
-    }
-    ledger_client().rpush(ledger, json.dumps(line))
+    _append(self, ledger, seq=seq, sent=sent)
+    return str(self.request.hostname)
+
+
+@app.task(name="workers.tasks.flaky", bind=True, max_retries=5)
+def flaky(self: Any, seq: int, fails: int = 1, hold: str = "", ledger: str = LEDGER) -> str:
+    """Record the attempt and ask for a retry until ``fails`` attempts have failed.
+
+    With ``hold`` the first attempt waits (up to 60 s) until that Redis key exists, so a
+    test can change the fleet while the task runs.
+    """
+    deadline = time.monotonic() + 60
+    while hold and not self.request.retries and time.monotonic() < deadline:
+        if ledger_client().exists(hold):
+            break
+        time.sleep(0.05)
+    attempt = self.request.retries
+    _append(self, ledger, seq=seq, attempt=attempt)
+    if attempt < fails:
+        raise self.retry(countdown=0)
     return str(self.request.hostname)
 
 

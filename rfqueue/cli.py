@@ -7,6 +7,7 @@ to the table on a rejected command.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -24,6 +25,7 @@ from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.control import RemoteControl
 from rfqueue.demo_command import demo
 from rfqueue.entry import Entry, Reason, State
+from rfqueue.log import held_back
 from rfqueue.metrics import metrics
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Change, Event, FailureTable
@@ -126,11 +128,26 @@ def cli(
 def status(obj: Context, as_json: bool, n_events: int) -> None:
     """Show every worker's state and the latest events."""
     table = obj.table
-    entries, events = table.entries(), table.events(n_events) if n_events else []
+    with held_back("rfqueue.table") as skipped:  # one line for all of them, not one each
+        entries, events = table.entries(), table.events(n_events) if n_events else []
+    if skipped:
+        click.echo(_skipped_line(skipped), err=True)
     if as_json:
         click.echo(json.dumps(status_document(entries, events), indent=2))
         return
     _print_status(obj.settings, entries, events)
+
+
+def _skipped_line(records: list[logging.LogRecord]) -> str:
+    """One warning for every malformed row the table read skipped, naming the entries."""
+    entries = sorted(
+        str(r.args[0]) for r in records if isinstance(r.args, tuple) and "entry" in str(r.msg)
+    )
+    parts = [f"{len(entries)} malformed table entries ({', '.join(entries)})"] if entries else []
+    if len(records) > len(entries):
+        parts.append(f"{len(records) - len(entries)} malformed events")
+    hint = "; `rfqueue forget NAME` removes an entry" if entries else ""
+    return f"rfqueue: warning: skipped {' and '.join(parts)}{hint}"
 
 
 def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str, Any]:

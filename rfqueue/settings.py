@@ -249,9 +249,29 @@ def _check(ok: bool, name: str, message: str) -> None:
 
 def _check_url(url: str) -> None:
     try:
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
         raise SettingsError(f"rfqueue_redis_url: cannot use {_masked(url)!r}: {exc}") from None
+    _check_tls(url, options)
+
+
+def _check_tls(url: str, options: dict[str, Any]) -> None:
+    """Check a URL's TLS parameters now: redis-py would only fail on them at the first call."""
+    for key in options:
+        _check(
+            not key.startswith("ssl_") or url.startswith("rediss://"),
+            "redis_url",
+            f"{key} needs a rediss:// URL",
+        )
+    reqs = options.get("ssl_cert_reqs", "required")
+    _check(
+        reqs in ("none", "optional", "required"),
+        "redis_url",
+        f"ssl_cert_reqs must be none, optional or required, got {reqs!r}",
+    )
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        path = options.get(key)
+        _check(path is None or os.path.isfile(path), "redis_url", f"{key}: no file {path!r}")
 
 
 def _masked(url: str) -> str:

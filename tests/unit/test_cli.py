@@ -136,8 +136,8 @@ class TestStatus:
         fleet.client.lpush(fleet.keys.events, "not an event")
         result = run("status")
         assert result.exit_code == 0
-        assert "bad1@h" not in result.output and W1 in result.output
-        doc = json.loads(run("status", "--json").output)
+        assert "bad1@h" not in result.stdout and W1 in result.stdout
+        doc = json.loads(run("status", "--json").stdout)
         assert [w["worker"] for w in doc["workers"]] == [W1, W2, W3]
 
 

@@ -5,6 +5,7 @@ pauses workers at random inside a blast-radius budget; a table in Redis says who
 """
 
 from rfqueue.app import install
+from rfqueue.dispatch import dispatch_many
 from rfqueue.entry import Entry, Reason, State
 from rfqueue.router import NoWorkerUp, Router
 from rfqueue.settings import Settings, SettingsError
@@ -20,6 +21,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "State",
+    "dispatch_many",
     "install",
 ]
 __version__ = "0.1.0"

@@ -3,13 +3,24 @@
 kombu keeps a queue as a Redis list named after it and, for messages with a
 priority, extra lists ``name + sep + step`` (``sep`` is ``"\\x06\\x16"``, steps
 0, 3, 6, 9 by default). Flower and ``LLEN name`` see only the first one; the real
-depth is the sum over all of them.
+depth is the sum over all of them. :class:`DepthSampler` keeps those depths fresh
+in memory for the load-aware policies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+import redis
+
+from rfqueue.log import RateLimitedWarning
+
+logger = logging.getLogger(__name__)
 
 #: kombu's defaults (``kombu.transport.redis.PRIORITY_STEPS`` and ``Channel.sep``)
 PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
@@ -38,3 +49,84 @@ def queue_depths(
         queue: sum(int(n) for n in lengths[i * width : (i + 1) * width])
         for i, queue in enumerate(names)
     }
+
+
+class DepthSampler:
+    """Queue depths that a background thread re-reads every ``interval`` seconds.
+
+    Readers (the ``least_loaded`` and ``p2c`` policies) take :attr:`depths` as it is:
+    never a Redis call per task. The first read happens in :meth:`ensure_started`;
+    after that one pipelined round trip per interval, whatever the task rate. When
+    Redis cannot be reached the last depths stay and a rate-limited warning says so.
+    After ``fork()`` the child has no thread until :meth:`ensure_started` runs there.
+
+    ``client`` must reach the broker's Redis: the router passes the failure table's
+    client, which is the same server in the reference deployment (the broker URL is
+    the default ``redis_url``).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        queues: Callable[[], Iterable[str]],
+        interval: float,
+        steps: Sequence[int] = PRIORITY_STEPS,
+    ) -> None:
+        self.client = client
+        self.interval = interval
+        self.steps = tuple(steps)
+        self._queues = queues
+        #: queue -> depth at the last successful read
+        self.depths: dict[str, int] = {}
+        #: grows by one with every successful read
+        self.generation = 0
+        self._warn = RateLimitedWarning(logger)
+        self._reset_after_fork()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_ref(ref))
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started = False
+
+    def ensure_started(self) -> None:
+        """Read once and start the thread, if not done in this process yet."""
+        with self._lock:
+            if self.started:
+                return
+            self.sample()
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="rfqueue-depth", daemon=True)
+            self._thread.start()
+            self.started = True
+
+    def stop(self) -> None:
+        """Stop the thread (it exits within one interval)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 1)
+        self.started = False
+
+    def sample(self) -> bool:
+        """Read every queue's depth now; on a Redis error keep the old ones and return False."""
+        queues = list(self._queues())
+        try:
+            depths = queue_depths(self.client, queues, self.steps) if queues else {}
+        except (redis.RedisError, OSError) as exc:
+            self._warn("rfqueue: cannot read queue depths (%s); using the last ones", exc)
+            return False
+        self.depths = depths
+        self.generation += 1
+        return True
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.sample()
+
+
+def _reset_ref(ref: weakref.ref[DepthSampler]) -> None:
+    sampler = ref()
+    if sampler is not None:
+        sampler._reset_after_fork()

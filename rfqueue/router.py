@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rfqueue.log import RateLimitedWarning
-from rfqueue.policies import Policy, create_policy
+from rfqueue.policies import Policy, PolicyError, create_policy
+from rfqueue.routed import RoutedCounts, flush_quietly
 from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
 from rfqueue.table import FailureTable
@@ -62,6 +64,10 @@ class Router:
         self._policy: Policy | None = None
         self._snapshot: Snapshot | None = None
         self._warn = RateLimitedWarning(logger)
+        #: tasks this router sent to each queue; flushed to Redis by the snapshot's thread
+        self.routed = RoutedCounts()
+        self._flushed_at = float("-inf")
+        self._start_lock = threading.Lock()
 
     @property
     def settings(self) -> Settings:
@@ -79,13 +85,26 @@ class Router:
 
     def _start(self, task: Any) -> Snapshot:
         """First call in this process (or after a fork): settings, policy, snapshot."""
-        if self._settings is None:
-            self._settings = Settings.load(self._app_conf(task))
-        if self._policy is None:
-            self._policy = create_policy(self._settings)
-        snapshot = self._snapshot = snapshot_for(self._settings)
-        snapshot.ensure_started()
-        return snapshot
+        with self._start_lock:
+            if self._settings is None:
+                self._settings = Settings.load(self._app_conf(task))
+            if self._policy is None:
+                self._policy = create_policy(self._settings)
+            snapshot = snapshot_for(self._settings)
+            snapshot.ensure_started()
+            snapshot.add_hook(self._flush_routed)
+            self._policy.start(snapshot, self.routed)
+            # Published last: the hot path takes this snapshot as "started".
+            self._snapshot = snapshot
+            return snapshot
+
+    def _flush_routed(self) -> None:
+        """Snapshot hook: add the routed counts to Redis, at most every refresh_interval."""
+        snapshot, now = self._snapshot, time.monotonic()
+        if snapshot is None or now - self._flushed_at < self.settings.refresh_interval:
+            return
+        self._flushed_at = now
+        flush_quietly(self.routed, snapshot.table.client, snapshot.table.keys.routed, self._warn)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -100,7 +119,9 @@ class Router:
         task: Any = None,
         **_: Any,
     ) -> dict[str, str] | None:
-        # The hot path: two attribute reads and the policy, never a Redis call.
+        # The hot path: two attribute reads, the policy and a count; never a Redis call.
+        if options.get("queue"):  # the caller's queue wins in Celery: not ours to route or count
+            return None
         snapshot = self._snapshot
         if snapshot is None or not snapshot.started:
             snapshot = self._start(task)
@@ -118,7 +139,9 @@ class Router:
         options: Mapping[str, Any],
     ) -> dict[str, str] | None:
         try:
-            return {"queue": self._policy.choose(queues, name, args, kwargs, options)}  # type: ignore[union-attr]
+            queue = self._policy.choose(queues, name, args, kwargs, options)  # type: ignore[union-attr]
+        except PolicyError:  # the task's own mistake (no hash key): the sender must hear of it
+            raise
         except Exception as exc:  # a policy bug must not break apply_async
             self._warn(
                 "rfqueue: policy %r failed for %s (%r); using Celery's default route",
@@ -127,6 +150,8 @@ class Router:
                 exc,
             )
             return None
+        self.routed.add(queue)
+        return {"queue": queue}
 
     def _no_worker_up(
         self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], options: Mapping[str, Any]

@@ -26,6 +26,7 @@ from rfqueue.table import FailureTable
 logger = logging.getLogger(__name__)
 
 Listener = Callable[["Snapshot"], None]
+Hook = Callable[[], None]
 
 
 class Snapshot:
@@ -51,6 +52,7 @@ class Snapshot:
         self.refreshed_at = float("-inf")
         self._next_expiry = float("inf")
         self._listeners: list[Listener] = []
+        self._hooks: list[Hook] = []
         self._warn = RateLimitedWarning(logger)
         self._reset_after_fork()
         ref = weakref.ref(self)
@@ -59,6 +61,7 @@ class Snapshot:
     def _after_fork_in_child(self) -> None:
         # The parent's listeners (a worker's enforcer) have no thread in the child.
         self._listeners = []
+        self._hooks = []
         self._reset_after_fork()
 
     def _reset_after_fork(self) -> None:
@@ -70,6 +73,18 @@ class Snapshot:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(snapshot)`` from the refresh thread after each change."""
         self._listeners.append(listener)
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook()`` from the refresh thread after each pass (at least every interval)."""
+        if hook not in self._hooks:
+            self._hooks.append(hook)
+
+    def _run_hooks(self) -> None:
+        for hook in list(self._hooks):
+            try:
+                hook()
+            except Exception as exc:  # a hook must never stop the refresh thread
+                self._warn("rfqueue: snapshot hook %r failed: %r", hook, exc)
 
     def ensure_started(self) -> None:
         """Load the table once and start the refresh thread, if not done in this process."""
@@ -146,12 +161,14 @@ class Snapshot:
                 if (announced or self._wait_time() == 0) and not self.refresh():
                     # Reads fail while the channel works: back off instead of spinning.
                     self._stopping.wait(min(1.0, self.refresh_interval))
+                self._run_hooks()
             except (redis.RedisError, OSError, ValueError) as exc:
                 self._warn("rfqueue: lost the failure-table channel (%s); retrying", exc)
                 _close(pubsub)
                 pubsub = None
                 self._stopping.wait(min(1.0, self.refresh_interval))
         _close(pubsub)
+        self._run_hooks()  # a last pass, so what the hooks hold is not lost at shutdown
 
 
 def _drain(pubsub: redis.client.PubSub, limit: int = 1000) -> None:

@@ -1,8 +1,10 @@
 """Routing policies: how the router picks one queue among the queues of up workers.
 
-A policy is one class with one method, :meth:`Policy.choose`. Each policy lives in
-its own module and is named in :data:`BUILTIN`; a dotted path (``pkg.mod:Class`` or
-``pkg.mod.Class``) names a policy of your own.
+A policy is one class: :meth:`Policy.choose` picks a queue for each task; two hooks
+that do nothing by default let a policy check its settings when they are built
+(:meth:`Policy.check`) and keep what it reads in each process (:meth:`Policy.start`).
+Each policy lives in its own module and is named in :data:`BUILTIN`; a dotted path
+(``pkg.mod:Class`` or ``pkg.mod.Class``) names a policy of your own.
 """
 
 from __future__ import annotations
@@ -13,13 +15,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from kombu.utils.imports import symbol_by_name
 
 if TYPE_CHECKING:
+    from rfqueue.routed import RoutedCounts
     from rfqueue.settings import Settings
+    from rfqueue.snapshot import Snapshot
 
 #: policy name -> class, imported on first use
 BUILTIN: Mapping[str, str] = {
+    "hash": "rfqueue.policies.hash:HashPolicy",
+    "least_loaded": "rfqueue.policies.least_loaded:LeastLoadedPolicy",
+    "p2c": "rfqueue.policies.p2c:PowerOfTwoPolicy",
     "random": "rfqueue.policies.random_choice:RandomPolicy",
     "round_robin": "rfqueue.policies.round_robin:RoundRobinPolicy",
+    "weighted": "rfqueue.policies.weighted:WeightedPolicy",
 }
+
+
+class PolicyError(ValueError):
+    """A task the policy cannot route (say, without its hash key): raised into ``apply_async``."""
 
 
 class Policy:
@@ -30,6 +42,13 @@ class Policy:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    @classmethod
+    def check(cls, settings: Settings) -> None:
+        """Raise :class:`~rfqueue.settings.SettingsError` when settings lack what it needs."""
+
+    def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
+        """Called in each process before its first choice: keep what it reads, start threads."""
 
     def choose(
         self,
@@ -65,6 +84,15 @@ def check_policy_name(name: str) -> None:
         policy_class(name)
     except ValueError as exc:
         raise SettingsError(f"rfqueue_policy: {exc}") from None
+
+
+def check_policy(settings: Settings) -> None:
+    """Settings validation: a usable policy name, well-formed weights, the policy's own needs."""
+    from rfqueue.policies.weighted import parse_weights
+
+    check_policy_name(settings.policy)
+    parse_weights(settings.weights)
+    policy_class(settings.policy).check(settings)
 
 
 def create_policy(settings: Settings) -> Policy:

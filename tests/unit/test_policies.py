@@ -28,8 +28,15 @@ class TestLookup:
     def test_builtin_names(self) -> None:
         assert policy_class("random") is RandomPolicy
         assert policy_class("round_robin") is RoundRobinPolicy
-        assert sorted(BUILTIN) == ["random", "round_robin"]
-        assert {RandomPolicy.name, RoundRobinPolicy.name} == set(BUILTIN)
+        assert sorted(BUILTIN) == [
+            "hash",
+            "least_loaded",
+            "p2c",
+            "random",
+            "round_robin",
+            "weighted",
+        ]
+        assert {policy_class(name).name for name in BUILTIN} == set(BUILTIN)
 
     def test_create_policy_from_settings(self) -> None:
         policy = create_policy(Settings(policy="random", seed=1))
@@ -60,7 +67,11 @@ class TestLookup:
     @pytest.mark.parametrize(
         ("name", "message"),
         [
-            ("bogus", "unknown policy 'bogus'; choose one of random, round_robin"),
+            (
+                "bogus",
+                "unknown policy 'bogus'; choose one of "
+                "hash, least_loaded, p2c, random, round_robin, weighted",
+            ),
             ("", "unknown policy"),
             ("no_such_module_xyz:Policy", "cannot import policy"),
             ("rfqueue.policies:NoSuchPolicy", "cannot import policy"),

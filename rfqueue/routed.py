@@ -1,0 +1,107 @@
+"""How many tasks this process routed to each queue: counted in memory, flushed in batches.
+
+The router adds one to a plain dict per routed task. Each thread has its own dict, so
+counting needs no lock and loses nothing when threads route at the same instant; only
+the thread that owns a dict writes to it. A background thread (the snapshot's refresh
+thread) adds what was routed since the last flush to the Redis hash
+``Keys(namespace).routed`` (queue -> count) with one HINCRBY per queue in one
+pipeline, at most every ``refresh_interval``: never a Redis call per task. A failed
+flush keeps the counts for the next one. The ``p2c`` policy reads the same counts.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import Counter
+from typing import Any
+
+import redis
+
+
+class RoutedCounts:
+    """Per-queue counts of the tasks this process routed, since it started (or forked)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_ref(ref))
+
+    def _reset(self) -> None:
+        # After fork the parent's counts are the parent's to flush: the child starts at zero.
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        #: (owning thread, its counts); only that thread writes its dict
+        self._threads: list[tuple[threading.Thread, dict[str, int]]] = []
+        #: counts of threads that have ended, folded in by the flusher
+        self._retired: Counter[str] = Counter()
+        self._flushed: Counter[str] = Counter()
+
+    def add(self, queue: str) -> None:
+        """Count one task routed to ``queue`` (the hot path: no lock, no I/O)."""
+        try:
+            counts: dict[str, int] = self._local.counts
+        except AttributeError:
+            counts = self._thread_counts()
+        counts[queue] = counts.get(queue, 0) + 1
+
+    def _thread_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            self._threads.append((threading.current_thread(), counts))
+        self._local.counts = counts
+        return counts
+
+    def count(self, queue: str) -> int:
+        """Tasks routed to ``queue`` so far."""
+        return self._retired[queue] + sum(c.get(queue, 0) for _, c in self._threads)
+
+    def totals(self) -> Counter[str]:
+        """Tasks routed to each queue so far."""
+        total = Counter(self._retired)
+        for _, counts in list(self._threads):
+            total.update(dict(counts))  # dict() copies in one step while its owner writes
+        return total
+
+    def flush(self, client: Any, key: str) -> dict[str, int]:
+        """Add what was routed since the last flush to the hash ``key``; return what was added.
+
+        Raises the Redis error when the pipeline fails; those counts stay for the next call.
+        """
+        with self._lock:
+            self._retire_ended_threads()
+            total = self.totals()
+            added = {q: n - self._flushed[q] for q, n in total.items() if n > self._flushed[q]}
+            if not added:
+                return {}
+            pipe = client.pipeline(transaction=False)
+            for queue, n in added.items():
+                pipe.hincrby(key, queue, n)
+            pipe.execute()
+            self._flushed = total
+        return added
+
+    def _retire_ended_threads(self) -> None:
+        # Thread-per-request servers start threads without end: keep one dict per live one.
+        alive = []
+        for thread, counts in self._threads:
+            if thread.is_alive():
+                alive.append((thread, counts))
+            else:
+                self._retired.update(counts)
+        self._threads = alive
+
+
+def flush_quietly(routed: RoutedCounts, client: Any, key: str, warn: Any) -> None:
+    """Flush, turning a Redis failure into a (rate-limited) warning: the counts wait."""
+    try:
+        routed.flush(client, key)
+    except (redis.RedisError, OSError) as exc:
+        warn("rfqueue: cannot add routed counts to %s (%s); will retry", key, exc)
+
+
+def _reset_ref(ref: weakref.ref[RoutedCounts]) -> None:
+    obj = ref()
+    if obj is not None:
+        obj._reset()

@@ -77,6 +77,8 @@ class Rescuer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._warn = RateLimitedWarning(logger)
+        self._dead_scanned: frozenset[str] = frozenset()
+        self._next_restore = float("-inf")
 
     def start(self) -> None:
         """Start the thread (once); table changes wake it."""
@@ -100,8 +102,8 @@ class Rescuer:
                 return
             try:
                 self.run_once()
-            except (redis.RedisError, OSError, ValueError) as exc:
-                self._warn("rfqueue: rescue round skipped: %s", exc)
+            except Exception as exc:  # the thread must outlive any one bad round
+                self._warn("rfqueue: rescue round skipped: %r", exc)
 
     # -- one round -----------------------------------------------------------------
 
@@ -117,8 +119,8 @@ class Rescuer:
             return report  # nowhere to go: messages stay where they are
         now = time.time()
         out = [e for e in self.snapshot.entries.values() if e.queue not in up]
-        dead = {e.queue for e in out if self._dead(e, now)}
-        if dead:
+        dead = frozenset(e.queue for e in out if self._dead(e, now))
+        if dead and self._restore_due(dead):
             report.restored = self.messages.restore_unacked(dead, lambda: self.choose(up))
         depths = self.messages.depths([e.queue for e in out])
         for queue, depth in depths.items():
@@ -126,6 +128,18 @@ class Rescuer:
                 self._move(queue, up, report)
         _log(report)
         return report
+
+    def _restore_due(self, dead: frozenset[str]) -> bool:
+        """Scan the unacked hash when someone newly died, and now and then after that.
+
+        A dead worker's unacknowledged messages are all there when it is found dead; a
+        slow rescan only catches one that was cut off rather than dead and took more.
+        """
+        now = time.monotonic()
+        if dead == self._dead_scanned and now < self._next_restore:
+            return False
+        self._dead_scanned, self._next_restore = dead, now + 10 * self.heartbeat_timeout
+        return True
 
     def _fresh(self) -> bool:
         return self.snapshot.age() <= 2 * self.snapshot.refresh_interval + 1

@@ -150,7 +150,10 @@ def _unacked_payload(raw: Any, queues: Collection[str]) -> dict[str, Any] | None
         payload, _exchange, routing_key = json.loads(raw)
     except (ValueError, TypeError):
         return None
-    if routing_key not in queues or not isinstance(payload, dict):
+    # The unacked hash is shared by every app on the broker: skip what is not kombu's.
+    if not (isinstance(routing_key, str) and isinstance(payload, dict)):
+        return None
+    if not isinstance(payload.get("properties", {}), dict) or routing_key not in queues:
         return None
     return payload
 
@@ -161,6 +164,7 @@ def _redirect(payload: dict[str, Any], queue: str) -> None:
     if isinstance(headers, dict):
         headers["redelivered"] = True
     properties = payload.setdefault("properties", {})
-    info = properties.setdefault("delivery_info", {})
-    if isinstance(info, dict):
-        info.update(redelivered=True, routing_key=queue, exchange="")
+    info = properties.get("delivery_info")
+    if not isinstance(info, dict):
+        info = properties["delivery_info"] = {}
+    info.update(redelivered=True, routing_key=queue, exchange="")

@@ -45,9 +45,12 @@ def draw_report(report: dict[str, Any], path: Path) -> Path:
 def _title(report: dict[str, Any]) -> str:
     run = report.get("run", {})
     chaos = "chaos on" if run.get("chaos") else "chaos off"
+    duration = run.get("duration") or 0
+    # The machine may not keep up with the asked rate: say what was really sent.
+    sent = f" (sent {report['submitted'] / duration:.0f}/s)" if duration else ""
     head = (
-        f"rfqueue demo: {run.get('workers', '?')} workers, {run.get('rate', 0):g} tasks/s "
-        f"for {run.get('duration', 0):g} s, {chaos}"
+        f"rfqueue demo: {run.get('workers', '?')} workers, {run.get('rate', 0):g} tasks/s asked "
+        f"for {duration:g} s{sent}, {chaos}"
     )
     counts = (
         f"submitted {report['submitted']}, completed {report['completed']}, "

@@ -26,14 +26,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
 from rfqueue.entry import Entry, Reason
 from rfqueue.log import RateLimitedWarning
-from rfqueue.policies import Policy
+from rfqueue.policies import Policy, create_policy
+from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
-from rfqueue.stranded import StrandedMessages
+from rfqueue.stranded import BrokerLayout, StrandedMessages
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +166,48 @@ class Rescuer:
                 lock.release()
         for target, count in moved.items():
             report.moved[(queue, target)] += count
+
+
+def start_rescuer(
+    app: Any, settings: Settings, snapshot: Snapshot, own_queue: str
+) -> Rescuer | None:
+    """Start the rescuer of a starting worker, when rescue is on and the broker is Redis.
+
+    First it takes back what its previous life left unacknowledged in ``own_queue``: a
+    worker restarted under the same name right after a crash is never silent long
+    enough for the others to call it dead. Nothing has been delivered to this process
+    yet (it runs before the consumer's loop), so whatever is there is from before.
+    """
+    if not settings.rescue:
+        return None
+    broker_url = str(app.conf.broker_url or "")
+    if not broker_url.startswith(("redis://", "rediss://")):
+        logger.info("rfqueue: stranded-task rescue needs a Redis broker; it is off here")
+        return None
+    client = redis.Redis.from_url(
+        broker_url,
+        decode_responses=True,
+        socket_timeout=settings.socket_timeout,
+        socket_connect_timeout=settings.socket_timeout,
+    )
+    messages = StrandedMessages(
+        client, BrokerLayout.from_transport_options(app.conf.broker_transport_options)
+    )
+    try:
+        reclaimed = messages.restore_unacked({own_queue}, lambda: own_queue)
+        if reclaimed:
+            logger.info("rfqueue: took back %d unacked tasks of a previous run", reclaimed.total())
+    except redis.RedisError as exc:
+        logger.warning("rfqueue: could not take back unacked tasks of a previous run: %s", exc)
+    rescuer = Rescuer(
+        snapshot,
+        messages,
+        policy_chooser(create_policy(settings)),
+        settings.heartbeat_timeout,
+        settings.rescue_interval,
+    )
+    rescuer.start()
+    return rescuer
 
 
 def policy_chooser(policy: Policy) -> QueueChooser:

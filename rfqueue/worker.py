@@ -22,12 +22,10 @@ from celery import bootsteps
 
 from rfqueue.entry import Entry, Reason, State
 from rfqueue.log import RateLimitedWarning
-from rfqueue.policies import create_policy
-from rfqueue.rescue import Rescuer, policy_chooser
+from rfqueue.rescue import Rescuer, start_rescuer
 from rfqueue.router import snapshot_for
 from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
-from rfqueue.stranded import BrokerLayout, StrandedMessages
 from rfqueue.table import FailureTable
 
 logger = logging.getLogger(__name__)
@@ -154,32 +152,6 @@ class Enforcer:
         return bool(task_consumer and task_consumer.consuming_from(self.queue))
 
 
-def start_rescuer(app: Any, settings: Settings, snapshot: Snapshot) -> Rescuer | None:
-    """The rescuer thread for this worker, when rescue is on and the broker is Redis."""
-    if not settings.rescue:
-        return None
-    broker_url = str(app.conf.broker_url or "")
-    if not broker_url.startswith(("redis://", "rediss://")):
-        logger.info("rfqueue: stranded-task rescue needs a Redis broker; it is off here")
-        return None
-    client = redis.Redis.from_url(
-        broker_url,
-        decode_responses=True,
-        socket_timeout=settings.socket_timeout,
-        socket_connect_timeout=settings.socket_timeout,
-    )
-    layout = BrokerLayout.from_transport_options(app.conf.broker_transport_options)
-    rescuer = Rescuer(
-        snapshot,
-        StrandedMessages(client, layout),
-        policy_chooser(create_policy(settings)),
-        settings.heartbeat_timeout,
-        settings.rescue_interval,
-    )
-    rescuer.start()
-    return rescuer
-
-
 class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     """Consumer bootstep: starts the enforcer and the rescuer, marks the worker down at the end."""
 
@@ -195,7 +167,9 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, c: Any) -> None:
         self.enforcer.attach(c)
         if self.rescuer is None:
-            self.rescuer = start_rescuer(c.app, self.settings, self.enforcer.snapshot)
+            self.rescuer = start_rescuer(
+                c.app, self.settings, self.enforcer.snapshot, self.enforcer.queue
+            )
 
     def stop(self, c: Any) -> None:
         """Nothing: a reconnect stops and restarts the consumer, the worker stays."""

@@ -17,8 +17,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import redis
 
@@ -121,8 +123,21 @@ class ManagedProcess:
             os.killpg(self.pid, signal.SIGKILL)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS redis-server: its certificate and key, and the CA that signed them."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 class RedisServer:
-    """A private ``redis-server`` on a free loopback port, in its own directory."""
+    """A private ``redis-server`` on a free loopback port, in its own directory.
+
+    With ``tls`` it listens for TLS only, and :attr:`url` is a ``rediss://`` URL that
+    verifies the server against ``tls.ca``.
+    """
 
     def __init__(
         self,
@@ -130,9 +145,11 @@ class RedisServer:
         password: str | None = None,
         appendonly: bool = True,
         binary: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.directory = directory or Path(tempfile.mkdtemp(prefix="rfqueue-redis-"))
         self.password = password
+        self.tls = tls
         self.appendonly = appendonly
         self.binary = binary or shutil.which("redis-server") or "redis-server"
         self.port = free_port()
@@ -141,6 +158,9 @@ class RedisServer:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            query = f"ssl_cert_reqs=required&ssl_ca_certs={quote(str(self.tls.ca))}"
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?{query}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
@@ -161,6 +181,11 @@ class RedisServer:
         ]
         if self.password:
             argv += ["--requirepass", self.password]
+        if self.tls:  # TLS only: no plain port
+            argv[argv.index("--port") + 1] = "0"
+            argv += ["--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            argv += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)]
+            argv += ["--tls-ca-cert-file", str(self.tls.ca)]
         self.process = ManagedProcess(argv, self.directory / "redis.log")
         wait_for(self._ping, timeout, what=f"redis-server on port {self.port}")
         return self

@@ -11,6 +11,7 @@ Configuration comes from the environment: ``CELERY_BROKER_URL`` and any
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 
 from celery import Celery
@@ -48,6 +49,10 @@ app.conf.update(
     worker_hijack_root_logger=True,
     beat_schedule_filename=os.environ.get("CELERY_BEAT_SCHEDULE", "celerybeat-schedule"),
 )
+if broker_url.startswith("rediss://") and "ssl_cert_reqs=" not in broker_url:
+    # kombu alone would use a bare rediss:// URL without checking the server's
+    # certificate; check it against the system's CAs, as redis-py does for the table.
+    app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 try:
     rfqueue.install(app)

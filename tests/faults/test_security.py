@@ -1,0 +1,362 @@
+"""Security on real processes: JSON only, password-protected and TLS Redis, no secret in output.
+
+Each test starts what it needs: workers and beat through rfqueue.fleet.Fleet, the real
+``rfqueue`` console script, the compose producer and the metrics exporter, against the
+session's redis-server or a private one started here with a password or with TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rfqueue.entry import State
+from rfqueue.fleet import Fleet, ManagedProcess, RedisServer, TlsFiles, free_port, wait_for
+from rfqueue.settings import Settings
+from rfqueue.table import FailureTable
+from tests.conftest import FAST, require_binary
+from tests.faults.test_bad_input import assert_survived
+from tests.integration.conftest import LEDGER, ROOT, ledger, nodename, wait_for_seqs
+from workers.producer import PRODUCER_COMMAND
+
+#: a fresh password per run, so that finding it anywhere can only mean a leak
+PASSWORD = "pw-" + secrets.token_hex(12)
+WRONG_PASSWORD = "wrong-" + secrets.token_hex(12)
+
+StartRedis = Callable[..., RedisServer]
+
+
+@pytest.fixture
+def start_redis(redis_server: RedisServer, tmp_path: Path) -> Iterator[StartRedis]:
+    """Start private redis-servers (password, TLS) in this test's directory; stop them after."""
+    require_binary("redis-server")
+    started: list[RedisServer] = []
+
+    def start(name: str, **options: Any) -> RedisServer:
+        directory = tmp_path / name
+        directory.mkdir()
+        server = RedisServer(directory, **options)
+        started.append(server)
+        return server.start(timeout=30)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``rfqueue`` console script with ``RFQUEUE_REDIS_URL`` set to ``url``."""
+    exe = Path(sys.executable).with_name("rfqueue")
+    env = {**os.environ, "RFQUEUE_REDIS_URL": url, "CELERY_BROKER_URL": url, "COLUMNS": "200"}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def produce(fleet: Fleet, count: int, ledger: str = LEDGER) -> subprocess.CompletedProcess[str]:
+    """The compose producer's command: ``count`` tasks at 50/s through fleet's broker."""
+    argv = [sys.executable, *PRODUCER_COMMAND[1:], "--rate", "50", "--duration", "30"]
+    argv += ["--count", str(count), "--ledger", ledger]
+    return subprocess.run(argv, capture_output=True, text=True, env=fleet.env, cwd=ROOT, timeout=90)
+
+
+def every_log(directory: Path) -> dict[str, str]:
+    """Every log file under ``directory`` (workers, beat, producer, exporter, redis)."""
+    return {str(p): p.read_text(errors="replace") for p in directory.rglob("*.log")}
+
+
+def one_clear_line(out: subprocess.CompletedProcess[str]) -> str:
+    """A failed command's single stderr line, with no traceback."""
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0, out
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    return lines[0]
+
+
+# -- JSON only ---------------------------------------------------------------------------
+
+
+class Explosive:
+    """Unpickling this creates a directory: proof that a pickle payload was deserialized."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_pickle_messages_are_refused_by_every_worker_and_never_run(
+    three_workers: Fleet, redis_client: Any, app: Any, tmp_path: Path
+):
+    """A pickle-serialized task (application/x-python-serialize) sent to each worker's queue."""
+    # Given three workers of the reference app (accept_content: json)
+    names = [nodename(n) for n in ("w1", "w2", "w3")]
+    markers = [tmp_path / f"unpickled-by-{name}" for name in names]
+    # When each worker's queue gets a pickle message whose unpickling would create a directory
+    for seq, (name, marker) in enumerate(zip(names, markers, strict=True)):
+        app.send_task(
+            "workers.tasks.record",
+            args=(seq,),
+            kwargs={"sent": Explosive(marker)},
+            queue=f"rfqueue.{name}",
+            serializer="pickle",
+        )
+    # Then every worker refuses it without deserializing it, and drops it
+    for short in ("w1", "w2", "w3"):
+        proc = three_workers.workers[short]
+        wait_for(
+            lambda proc=proc: (
+                "Refusing to deserialize untrusted content of type pickle" in proc.log()
+            ),
+            30,
+            what=f"{short} to refuse the pickle message",
+        )
+    assert not any(marker.exists() for marker in markers)
+    for name in names:
+        assert redis_client.llen(f"rfqueue.{name}") == 0
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.llen(LEDGER) == 0
+    # and every worker, the same process, keeps running JSON tasks sent to it
+    for seq, name in enumerate(names, start=100):
+        app.send_task("workers.tasks.record", args=(seq,), queue=f"rfqueue.{name}")
+    lines = wait_for_seqs(redis_client, {100, 101, 102}, timeout=30)
+    assert sorted(line["worker"] for line in lines) == names
+    for short in ("w1", "w2", "w3"):
+        assert_survived(three_workers.workers[short], short)
+
+
+# -- passwords ---------------------------------------------------------------------------
+
+
+def test_a_password_protected_redis_works_and_the_password_is_never_shown(
+    start_redis: StartRedis, tmp_path: Path
+):
+    """Workers, beat, producer, CLI and exporter on a redis-server with requirepass."""
+    # Given a redis-server that wants a password, and workers and beat whose URL carries it
+    server = start_redis("redis", password=PASSWORD)
+    fleet = Fleet(server.url, tmp_path / "fleet", env=FAST, cwd=ROOT)
+    fleet.workdir.mkdir()
+    chaos = {"RFQUEUE_CHAOS_ENABLED": "true", "RFQUEUE_CHAOS_INTERVAL": "1", "RFQUEUE_DRY_RUN": "1"}
+    try:
+        for name in ("w1", "w2"):
+            fleet.start_worker(name, "--concurrency", "1")
+        beat = fleet.start_beat(env=chaos)
+        for name in ("w1", "w2"):
+            fleet.wait_ready(name)
+        outputs = password_scenario(server, fleet)
+        assert_survived(beat, "beat")
+    finally:
+        fleet.stop()
+    # Then the password appears in no output and in no log
+    logs = every_log(tmp_path)
+    assert {"worker-w1.log", "beat-0.log", "metrics.log"} <= {Path(p).name for p in logs}
+    for where, text in {**outputs, **logs}.items():
+        assert PASSWORD not in text, f"the password leaked into {where}"
+
+
+def password_scenario(server: RedisServer, fleet: Fleet) -> dict[str, str]:
+    """Route, pause, resume and read the table through the password URL; return every output."""
+    client = server.client()
+    w1, w2 = nodename("w1"), nodename("w2")
+    table = FailureTable(client)
+    wait_for(lambda: {w1, w2} <= set(table.entries()), 20, what="both workers registered")
+    outputs: dict[str, str] = {}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        out = cli(server.url, *args)
+        outputs[f"rfqueue {' '.join(args)}"] = out.stdout + out.stderr
+        assert out.returncode == 0, out.stderr
+        return out
+
+    # routing works: every task runs, on both workers
+    produced = produce(fleet, 40)
+    outputs["producer"] = produced.stdout + produced.stderr
+    assert produced.returncode == 0, produced.stderr
+    lines = wait_for_seqs(client, set(range(40)), timeout=60)
+    assert {line["worker"] for line in lines} == {w1, w2}
+    # the CLI reads and changes the table, and shows the URL masked
+    status = run("status")
+    assert w1 in status.stdout and "redis://:**@127.0.0.1" in status.stdout
+    run("status", "--json")
+    run("pause", w1, "--for", "30", "--reason", "security drill")
+    wait_for(lambda: table.entries()[w1].state is State.PAUSED, 10, what="w1 paused")
+    assert "paused" in run("status").stdout
+    run("resume", w1)
+    wait_for(lambda: table.entries()[w1].state is State.UP, 10, what="w1 resumed")
+    run("chaos", "--dry-run")
+    outputs["metrics"] = scrape_metrics(server.url, fleet.workdir)
+    return outputs
+
+
+def scrape_metrics(url: str, workdir: Path) -> str:
+    """Start ``rfqueue metrics`` on ``url``, return one scrape of /metrics plus its own output."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("rfqueue")
+    env = {**os.environ, "RFQUEUE_REDIS_URL": url}
+    argv = [str(exe), "metrics", "--port", str(port)]
+    exporter = ManagedProcess(argv, workdir / "metrics.log", env, ROOT)
+    try:
+        wait_for(lambda: "serving metrics" in exporter.log(), 30, what="the exporter")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            body: str = reply.read().decode()
+        assert "rfqueue_" in body
+        return body + exporter.log()
+    finally:
+        exporter.stop()
+
+
+def test_a_wrong_password_is_one_clear_line_that_shows_no_password(
+    start_redis: StartRedis, tmp_path: Path
+):
+    """The CLI, the producer and a worker given a wrong (or no) password."""
+    # Given a redis-server that wants a password
+    server = start_redis("redis", password=PASSWORD)
+    wrong = server.url.replace(PASSWORD, WRONG_PASSWORD)
+    bare = server.url.replace(f":{PASSWORD}@", "")
+    # When the CLI is given a wrong password, or none
+    for url in (wrong, bare):
+        out = cli(url, "status")
+        # Then it fails with one clear line, exit code 1, and shows neither password
+        line = one_clear_line(out)
+        assert out.returncode == 1
+        assert line.startswith("rfqueue: error: ") and "Redis" in line, line
+        assert PASSWORD not in line and WRONG_PASSWORD not in line
+    # When the producer is given a wrong password: one line, exit 1, no password
+    fleet = Fleet(wrong, tmp_path / "fleet", env=FAST, cwd=ROOT)
+    fleet.workdir.mkdir()
+    produced = produce(fleet, 5)
+    assert produced.returncode == 1
+    # (the router's own warning may come first: it cannot read the table either)
+    assert produced.stderr.strip().splitlines()[-1].startswith("producer: error: ")
+    assert "Traceback" not in produced.stderr
+    assert WRONG_PASSWORD not in produced.stdout + produced.stderr
+    # When a worker is given a wrong password: it says it cannot connect, with the URL masked
+    try:
+        worker = fleet.start_worker("w1", "--concurrency", "1")
+        wait_for(
+            lambda: "Cannot connect to redis://:**@" in worker.log(),
+            30,
+            what="the worker to report its failed connection",
+        )
+    finally:
+        fleet.stop()
+    for where, text in every_log(tmp_path).items():
+        assert WRONG_PASSWORD not in text and PASSWORD not in text, where
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> TlsFiles:
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it (trustme)."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = TlsFiles(tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "ca.pem")
+    cert.cert_chain_pems[0].write_to_path(str(files.cert))
+    cert.private_key_pem.write_to_path(str(files.key))
+    ca.cert_pem.write_to_path(str(files.ca))
+    return files
+
+
+def start_tls_redis(start_redis: StartRedis, certificates: TlsFiles) -> RedisServer:
+    """A TLS-only redis-server; skipped locally, failed in CI, if this build has no TLS."""
+    try:
+        return start_redis("redis-tls", password=PASSWORD, tls=certificates)
+    except TimeoutError:
+        log = (certificates.ca.parent / "redis-tls" / "redis.log").read_text(errors="replace")
+        if "tls" not in log.lower():
+            raise
+        reason = f"this redis-server has no TLS support: {log.strip().splitlines()[-1]}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def test_rediss_urls_work_for_the_table_client_the_cli_and_workers(
+    start_redis: StartRedis, certificates: TlsFiles, tmp_path: Path
+):
+    """A TLS-only redis-server, reached with rediss://...?ssl_cert_reqs=required&ssl_ca_certs=."""
+    # Given a redis-server that speaks only TLS (and wants a password)
+    server = start_tls_redis(start_redis, certificates)
+    url = server.url
+    assert url.startswith("rediss://") and "ssl_cert_reqs=required" in url
+    # Then rfqueue's table client (Settings.redis_client) talks to it over TLS
+    settings = Settings.load({}, environ={"RFQUEUE_REDIS_URL": url})
+    assert settings.redis_client().ping()
+    # and nothing talks to it in plain text
+    plain = cli(f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0", "status")
+    assert plain.returncode == 1 and "rfqueue: error: cannot reach" in one_clear_line(plain)
+    # and a server certificate the client cannot verify is refused: verification is on
+    unverified = cli(url.split("?")[0], "status")
+    assert "certificate verify failed" in one_clear_line(unverified).lower()
+    # and so does a worker's broker connection (kombu alone would skip the check)
+    unchecked = Fleet(url.split("?")[0], tmp_path / "unchecked", env=FAST, cwd=ROOT)
+    unchecked.workdir.mkdir()
+    try:
+        worker = unchecked.start_worker("w9", "--concurrency", "1")
+        wait_for(
+            lambda: "certificate verify failed" in worker.log(), 30, what="the refused certificate"
+        )
+        assert " ready." not in worker.log()
+    finally:
+        unchecked.stop()
+    # When two workers and the producer use the rediss:// URL as broker and table
+    fleet = Fleet(url, tmp_path / "fleet", env=FAST, cwd=ROOT)
+    fleet.workdir.mkdir()
+    try:
+        for name in ("w1", "w2"):
+            fleet.start_worker(name, "--concurrency", "1")
+        for name in ("w1", "w2"):
+            fleet.wait_ready(name)
+        outputs = tls_scenario(server, fleet)
+    finally:
+        fleet.stop()
+    # Then no output and no log shows the password
+    logs = every_log(tmp_path)
+    assert {"worker-w1.log", "worker-w2.log", "worker-w9.log"} <= {Path(p).name for p in logs}
+    for where, text in {**outputs, **logs}.items():
+        assert PASSWORD not in text, f"the password leaked into {where}"
+
+
+def tls_scenario(server: RedisServer, fleet: Fleet) -> dict[str, str]:
+    """Route tasks and pause a worker over TLS; return every output."""
+    client = server.client()
+    w1, w2 = nodename("w1"), nodename("w2")
+    table = FailureTable(client)
+    wait_for(lambda: {w1, w2} <= set(table.entries()), 20, what="both workers registered")
+    produced = produce(fleet, 30)
+    assert produced.returncode == 0, produced.stderr
+    lines = wait_for_seqs(client, set(range(30)), timeout=60)
+    assert {line["worker"] for line in lines} == {w1, w2}
+    status = cli(server.url, "status")
+    assert status.returncode == 0 and "rediss://:**@127.0.0.1" in status.stdout, status
+    paused = cli(server.url, "pause", w2, "--for", "30")
+    assert paused.returncode == 0, paused.stderr
+    wait_for(lambda: table.entries()[w2].state is State.PAUSED, 10, what="w2 paused")
+    # tasks sent after the pause are routed to w1 only
+    produced_after = produce(fleet, 10, ledger=f"{LEDGER}:after-pause")
+    assert produced_after.returncode == 0, produced_after.stderr
+    after = wait_for(
+        lambda: len(done := ledger(client, f"{LEDGER}:after-pause")) >= 10 and done,
+        60,
+        what="the tasks sent after the pause",
+    )
+    assert {line["worker"] for line in after} == {w1}
+    for name in ("w1", "w2"):
+        assert_survived(fleet.workers[name], name)
+    return {
+        "producer": produced.stdout + produced.stderr + produced_after.stderr,
+        "status": status.stdout + status.stderr,
+        "pause": paused.stdout + paused.stderr,
+    }

@@ -7,8 +7,13 @@ completed twice, and the faults injected.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 
+from rfqueue.fleet import RedisServer
+from tests.conftest import require_binary
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
     app,
     fleet,
@@ -34,3 +39,20 @@ def scenario_line(
     )
     print(line)
     return line
+
+
+@pytest.fixture
+def start_redis(tmp_path: Any) -> Iterator[Callable[..., RedisServer]]:
+    """Start private redis-servers (a password, TLS) in this test's directory; stop them after."""
+    require_binary("redis-server")
+    started: list[RedisServer] = []
+
+    def start(name: str, **options: Any) -> RedisServer:
+        directory = tmp_path / name
+        directory.mkdir()
+        started.append(RedisServer(directory, **options))
+        return started[-1].start(timeout=30)
+
+    yield start
+    for server in started:
+        server.stop()

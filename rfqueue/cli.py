@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rfqueue.bench.cli import bench
 from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.control import RemoteControl
 from rfqueue.demo_command import demo
@@ -300,6 +301,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
 
 cli.add_command(demo)
 cli.add_command(metrics)
+cli.add_command(bench)
 
 
 def run_command(command: click.Command, argv: list[str] | None, prog: str, redis_what: str) -> int:

@@ -19,6 +19,7 @@ key                            type    content
 ``{ns}:rescue:lock:<queue>``   string  held by the one process moving ``queue``'s stranded tasks
 ``{ns}:ledger``                list    the demo's audit: one JSON line per task execution
                                        (``workers.tasks.record``); ``:submitted`` its count
+``{ns}:bench:<name>``          list    ``rfqueue bench`` scratch (task latencies), deleted after
 ``{ns}:changes``               pubsub  the changed entry as JSON, after every change
 =============================  ======  =====================================================
 
@@ -78,6 +79,9 @@ class Keys:
     @property
     def ledger(self) -> str:
         return f"{self._tag}:ledger"
+
+    def bench(self, name: str) -> str:
+        return f"{self._tag}:bench:{name}"
 
     @property
     def channel(self) -> str:

@@ -15,9 +15,18 @@ import os
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import redis
+
+
+class ThreadCounts(threading.local):
+    """``counts``: the current thread's own dict, made and registered on its first use."""
+
+    def __init__(self, register: Callable[[dict[str, int]], None]) -> None:
+        self.counts: dict[str, int] = {}
+        register(self.counts)
 
 
 class RoutedCounts:
@@ -30,28 +39,23 @@ class RoutedCounts:
 
     def _reset(self) -> None:
         # After fork the parent's counts are the parent's to flush: the child starts at zero.
-        self._local = threading.local()
         self._lock = threading.Lock()
         #: (owning thread, its counts); only that thread writes its dict
         self._threads: list[tuple[threading.Thread, dict[str, int]]] = []
         #: counts of threads that have ended, folded in by the flusher
         self._retired: Counter[str] = Counter()
         self._flushed: Counter[str] = Counter()
+        #: ``local.counts`` is this thread's dict; the router's hot path adds to it in place
+        self.local = ThreadCounts(self._register)
 
-    def add(self, queue: str) -> None:
-        """Count one task routed to ``queue`` (the hot path: no lock, no I/O)."""
-        try:
-            counts: dict[str, int] = self._local.counts
-        except AttributeError:
-            counts = self._thread_counts()
-        counts[queue] = counts.get(queue, 0) + 1
-
-    def _thread_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def _register(self, counts: dict[str, int]) -> None:
         with self._lock:
             self._threads.append((threading.current_thread(), counts))
-        self._local.counts = counts
-        return counts
+
+    def add(self, queue: str) -> None:
+        """Count one task routed to ``queue`` (no lock, no I/O)."""
+        counts = self.local.counts
+        counts[queue] = counts.get(queue, 0) + 1
 
     def count(self, queue: str) -> int:
         """Tasks routed to ``queue`` so far."""

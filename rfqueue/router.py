@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rfqueue.log import RateLimitedWarning
@@ -66,6 +66,9 @@ class Router:
         self._warn = RateLimitedWarning(logger)
         #: tasks this router sent to each queue; flushed to Redis by the snapshot's thread
         self.routed = RoutedCounts()
+        self._counts = self.routed.local
+        #: the policy's choose(), bound once per process by _start()
+        self._choose_queue: Callable[..., str]
         self._flushed_at = float("-inf")
         self._start_lock = threading.Lock()
 
@@ -94,6 +97,8 @@ class Router:
             snapshot.ensure_started()
             snapshot.add_hook(self._flush_routed)
             self._policy.start(snapshot, self.routed)
+            # Read once per process: the hot path calls these without attribute lookups.
+            self._choose_queue, self._counts = self._policy.choose, self.routed.local
             # Published last: the hot path takes this snapshot as "started".
             self._snapshot = snapshot
             return snapshot
@@ -128,7 +133,16 @@ class Router:
         queues = snapshot.up_queues
         if not queues:
             return self._no_worker_up(name, args, kwargs, options)
-        return self._choose(queues, name, args, kwargs, options)
+        try:
+            queue = self._choose_queue(queues, name, args, kwargs, options)
+        except PolicyError:  # the task's own mistake (no hash key): the sender must hear of it
+            raise
+        except Exception as exc:  # a policy bug must not break apply_async
+            self._policy_failed(name, exc)
+            return None
+        counts = self._counts.counts
+        counts[queue] = counts.get(queue, 0) + 1
+        return {"queue": queue}
 
     def _choose(
         self,
@@ -139,19 +153,22 @@ class Router:
         options: Mapping[str, Any],
     ) -> dict[str, str] | None:
         try:
-            queue = self._policy.choose(queues, name, args, kwargs, options)  # type: ignore[union-attr]
-        except PolicyError:  # the task's own mistake (no hash key): the sender must hear of it
+            queue = self._choose_queue(queues, name, args, kwargs, options)
+        except PolicyError:
             raise
-        except Exception as exc:  # a policy bug must not break apply_async
-            self._warn(
-                "rfqueue: policy %r failed for %s (%r); using Celery's default route",
-                self.settings.policy,
-                name,
-                exc,
-            )
+        except Exception as exc:
+            self._policy_failed(name, exc)
             return None
         self.routed.add(queue)
         return {"queue": queue}
+
+    def _policy_failed(self, name: str, exc: Exception) -> None:
+        self._warn(
+            "rfqueue: policy %r failed for %s (%r); using Celery's default route",
+            self.settings.policy,
+            name,
+            exc,
+        )
 
     def _no_worker_up(
         self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], options: Mapping[str, Any]

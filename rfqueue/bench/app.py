@@ -1,0 +1,57 @@
+"""The Celery app the benchmark's workers and producers run, in two flavours.
+
+    celery -A rfqueue.bench.app worker --hostname w1@%h
+
+With ``BENCH_PLAIN_CELERY=1`` it is plain Celery (no rfqueue at all: the worker is
+given its queues with ``-Q``); otherwise ``rfqueue.install(app)`` runs as in the
+reference deployment. Everything else, configuration and tasks, is the same, so the
+two sides of a comparison differ only by rfqueue.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cache
+
+import redis
+from celery import Celery
+
+import rfqueue
+
+#: the environment variable that selects plain Celery
+PLAIN = "BENCH_PLAIN_CELERY"
+
+broker_url = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
+app = Celery("rfqueue_bench", broker=broker_url, set_as_current=False)
+# The reference deployment's settings (workers/app.py): small prefetch, late acks.
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    worker_prefetch_multiplier=1,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_disable_prefetch=broker_url.startswith(("redis://", "rediss://")),
+    worker_hijack_root_logger=True,
+)
+if os.environ.get(PLAIN) != "1":
+    rfqueue.install(app)
+
+
+@cache
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(broker_url, socket_timeout=5)
+
+
+@app.task(name="bench.noop")  # type: ignore[untyped-decorator]
+def noop(n: int = 0, user: str = "") -> None:
+    """Nothing: end to end measures the dispatcher and Celery, not the work."""
+
+
+@app.task(name="bench.latency")  # type: ignore[untyped-decorator]
+def latency(sent: float, key: str, work: float = 0.0) -> None:
+    """Work for ``work`` seconds, then append the seconds since ``sent`` to the list ``key``."""
+    if work:
+        time.sleep(work)
+    _client().rpush(key, time.time() - sent)

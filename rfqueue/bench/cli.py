@@ -1,0 +1,95 @@
+"""``rfqueue bench``: run the suite against a private redis-server and print one table.
+
+    rfqueue bench --quick                        # every row, small counts, under a minute
+    rfqueue bench --doc docs/benchmarks.md       # the full run (``make bench``)
+
+Every comparison is measured side by side in this run, against the same private
+redis-server (started here on a free loopback port, never 6379, stopped at the end),
+and reported as a ratio of medians of paired runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from rfqueue.bench.common import Bench, Row
+
+#: families in the order they run; the fleet-based ones come last
+FAMILIES = ("routing", "memory", "publish", "balance", "e2e", "failover")
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Fewer runs and smaller counts (under a minute).")
+@click.option(
+    "--doc",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Rewrite the generated part of this Markdown file with the figures.",
+)
+@click.option(
+    "--only",
+    metavar="FAMILY[,FAMILY]",
+    help=f"Run only these families: {', '.join(FAMILIES)}.",
+)
+@click.option("--note", metavar="TEXT", help="A sentence for the document (say, other load).")
+def bench(quick: bool, doc: Path | None, only: str | None, note: str | None) -> None:
+    """Measure rfqueue against plain Celery, side by side, and print one table."""
+    families = _families(only)
+    if not shutil.which("redis-server"):
+        raise click.UsageError("redis-server is not on PATH; the benchmark starts its own")
+    from rfqueue.bench import report
+    from rfqueue.bench.common import Bench
+    from rfqueue.fleet import RedisServer
+    from rfqueue.router import stop_snapshots
+
+    workdir = Path(tempfile.mkdtemp(prefix="rfqueue-bench-"))
+    server = RedisServer(workdir / "redis", appendonly=False)
+    (workdir / "redis").mkdir()
+    started = time.monotonic()
+    server.start()
+    try:
+        run = Bench(server, workdir, quick, log=lambda line: click.echo(line, err=True))
+        machine = report.describe_machine(run.client())
+        rows = []
+        for family in families:
+            began = time.monotonic()
+            click.echo(f"rfqueue bench: {family}...", err=True)
+            rows += run_family(family, run)
+            click.echo(f"rfqueue bench: {family} took {time.monotonic() - began:.1f} s", err=True)
+        report.finish(machine)
+    finally:
+        stop_snapshots()
+        server.stop()
+    report.print_table(rows)
+    if doc is not None:
+        seconds = time.monotonic() - started
+        section = report.markdown(rows, machine, report.command_line(), seconds, note)
+        report.write_doc(doc, section)
+        click.echo(f"rfqueue bench: wrote {doc}", err=True)
+
+
+def _families(only: str | None) -> list[str]:
+    if not only:
+        return list(FAMILIES)
+    chosen = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in FAMILIES]
+    if unknown or not chosen:
+        raise click.BadParameter(
+            f"unknown family {', '.join(unknown) or repr(only)}; choose from {', '.join(FAMILIES)}",
+            param_hint="'--only'",
+        )
+    return chosen
+
+
+def run_family(name: str, run: Bench) -> list[Row]:
+    """Import the family's module (lazily: the CLI starts fast) and run it."""
+    module = importlib.import_module(f"rfqueue.bench.{name}")
+    rows: list[Row] = module.run(run)
+    return rows

@@ -123,6 +123,7 @@ class Services:
         self.folder = folder
         self.console = console
         self.pids_file = folder / "pids"
+        self._pids_mode = "w"  # a reused run folder starts a fresh list
         self.fleet: Fleet | None = None
         self.client: Any = None
         self.url = ""
@@ -131,8 +132,9 @@ class Services:
 
     def record(self, process: ManagedProcess, role: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        with self.pids_file.open("a") as f:
+        with self.pids_file.open(self._pids_mode) as f:
             f.write(f"{process.pid} {role}\n")
+        self._pids_mode = "a"
 
     def use_redis(self, stack: ExitStack) -> None:
         """The Redis named in the environment, else a private one in a temporary directory."""

@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rfqueue.fleet import free_port, wait_for
+from rfqueue.fleet import RedisServer, free_port, wait_for
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.integration
@@ -188,3 +189,27 @@ def test_an_unreachable_redis_is_reported_quickly_without_its_password(tmp_path:
     assert len(lines) == 1 and "cannot reach Redis at redis://:**@127.0.0.1:" in lines[0], lines
     assert "hunter2" not in out.stdout + out.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_on_a_given_redis_the_demo_touches_only_its_own_keys_and_queues(
+    redis_server: RedisServer, redis_client: Any, tmp_path: Path
+):
+    # Given a Redis holding someone else's data: a key, and a task waiting in `celery`
+    redis_client.set("app:setting", "keep me")
+    redis_client.lpush("celery", "someone else's task")
+    env = {**_env_without_redis(), "CELERY_BROKER_URL": redis_server.url}
+
+    # When a short demo runs on it
+    argv = [RFQUEUE, "demo", "--rate", "30", "--duration", "4", "--no-flower",
+            "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240)
+
+    # Then it ran to its report on that Redis, starting no server of its own
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["lost"] == 0 and report["submitted"] > 0
+    assert report["run"]["redis"] == f"given {redis_server.url}"
+    assert "redis-server" not in (tmp_path / "run" / "pids").read_text()
+    # And the other data is as it was: nobody consumed the `celery` queue
+    assert redis_client.get("app:setting") == "keep me"
+    assert redis_client.lrange("celery", 0, -1) == ["someone else's task"]

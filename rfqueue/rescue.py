@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,24 @@ class Rescuer:
             except Exception as exc:  # the thread must outlive any one bad round
                 self._warn("rfqueue: rescue round skipped: %r", exc)
 
+    def reclaim(self, own_queue: str, held: Collection[str] = ()) -> None:
+        """Take back this worker's unacknowledged messages that nobody here works on.
+
+        Called when the consumer (re)starts, before its loop delivers anything. After
+        a crash and a quick restart under the same name, the previous life's messages
+        are there (the worker was never silent long enough to be called dead). After a
+        lost broker connection, Celery drops what it had received but not started,
+        and the acks kombu would need to put them back could not reach Redis. ``held``
+        are the delivery tags of tasks still running: they stay.
+        """
+        try:
+            taken = self.messages.restore_unacked({own_queue}, lambda: own_queue, held)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("rfqueue: could not take back unacked tasks: %s", exc)
+            return
+        if taken:
+            logger.info("rfqueue: took back %d unacked tasks of %s", taken.total(), own_queue)
+
     # -- one round -----------------------------------------------------------------
 
     def run_once(self) -> RescueReport:
@@ -173,10 +191,8 @@ def start_rescuer(
 ) -> Rescuer | None:
     """Start the rescuer of a starting worker, when rescue is on and the broker is Redis.
 
-    First it takes back what its previous life left unacknowledged in ``own_queue``: a
-    worker restarted under the same name right after a crash is never silent long
-    enough for the others to call it dead. Nothing has been delivered to this process
-    yet (it runs before the consumer's loop), so whatever is there is from before.
+    First it takes back what its previous life left unacknowledged in ``own_queue``
+    (see :meth:`Rescuer.reclaim`).
     """
     if not settings.rescue:
         return None
@@ -193,12 +209,6 @@ def start_rescuer(
     messages = StrandedMessages(
         client, BrokerLayout.from_transport_options(app.conf.broker_transport_options)
     )
-    try:
-        reclaimed = messages.restore_unacked({own_queue}, lambda: own_queue)
-        if reclaimed:
-            logger.info("rfqueue: took back %d unacked tasks of a previous run", reclaimed.total())
-    except redis.RedisError as exc:
-        logger.warning("rfqueue: could not take back unacked tasks of a previous run: %s", exc)
     rescuer = Rescuer(
         snapshot,
         messages,
@@ -206,6 +216,7 @@ def start_rescuer(
         settings.heartbeat_timeout,
         settings.rescue_interval,
     )
+    rescuer.reclaim(own_queue)
     rescuer.start()
     return rescuer
 

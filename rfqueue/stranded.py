@@ -120,10 +120,13 @@ class StrandedMessages:
                 break
         return done
 
-    def restore_unacked(self, queues: Collection[str], choose: Chooser) -> Counter[str]:
+    def restore_unacked(
+        self, queues: Collection[str], choose: Chooser, held: Collection[str] = ()
+    ) -> Counter[str]:
         """Put back now the unacknowledged messages that were delivered from ``queues``.
 
-        Call it only for queues whose worker is dead: a live worker is still running
+        Call it only for queues whose worker is dead, or for a worker's own queue with
+        ``held`` naming the delivery tags it is still working on: a live worker runs
         what it holds. Each message goes to the queue ``choose()`` names, marked
         ``redelivered`` as kombu marks a restored message.
         """
@@ -133,7 +136,7 @@ class StrandedMessages:
         layout = self.layout
         for tag, raw in self.client.hscan_iter(layout.prefix + layout.unacked):
             payload = _unacked_payload(raw, queues)
-            if payload is None:
+            if payload is None or tag in held:
                 continue
             target = choose()
             _redirect(payload, target)

@@ -21,6 +21,7 @@ import redis
 from celery import bootsteps
 
 from rfqueue.entry import Entry, Reason, State
+from rfqueue.handoff import handoff
 from rfqueue.log import RateLimitedWarning
 from rfqueue.rescue import Rescuer, start_rescuer
 from rfqueue.router import snapshot_for
@@ -152,6 +153,18 @@ class Enforcer:
         return bool(task_consumer and task_consumer.consuming_from(self.queue))
 
 
+def running_delivery_tags() -> set[str]:
+    """Delivery tags of the tasks this worker's pool is running now."""
+    from celery.worker.state import active_requests
+
+    tags = set()
+    for request in tuple(active_requests):
+        tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+        if isinstance(tag, str):
+            tags.add(tag)
+    return tags
+
+
 class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     """Consumer bootstep: starts the enforcer and the rescuer, marks the worker down at the end."""
 
@@ -166,10 +179,21 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, c: Any) -> None:
         self.enforcer.attach(c)
+        channel = getattr(c.task_consumer, "channel", None)
+        if channel is not None:
+            handoff.wrap(channel)
         if self.rescuer is None:
             self.rescuer = start_rescuer(
                 c.app, self.settings, self.enforcer.snapshot, self.enforcer.queue
             )
+        else:  # a reconnect: what was received but not started is lost to Celery
+            self.rescuer.reclaim(self.enforcer.queue, held=running_delivery_tags())
+        if self.rescuer is not None and len(handoff):
+            messages = self.rescuer.messages
+            try:
+                handoff.put_back(messages.client, messages.layout)
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("rfqueue: could not put back held tasks yet: %s", exc)
 
     def stop(self, c: Any) -> None:
         """Nothing: a reconnect stops and restarts the consumer, the worker stays."""

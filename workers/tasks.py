@@ -8,6 +8,8 @@ from functools import cache
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from rfqueue.settings import Settings
 from workers.app import app
@@ -18,8 +20,15 @@ LEDGER = "rfqueue:ledger"
 
 @cache
 def ledger_client() -> redis.Redis:
-    """One client per process for the table's Redis, where the ledger lives."""
-    return Settings.load(app.conf).redis_client()
+    """One client per process for the table's Redis, where the ledger lives.
+
+    Its calls retry for about 20 s, so a task that ran during a short Redis restart
+    still gets its line written instead of failing.
+    """
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=25)
+    return Settings.load(app.conf).redis_client(
+        retry=retry, retry_on_error=[redis.ConnectionError, redis.TimeoutError]
+    )
 
 
 def _append(task: Any, ledger: str, **fields: Any) -> None:

@@ -11,6 +11,7 @@ and reported as a ratio of medians of paired runs.
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import tempfile
 import time
@@ -54,6 +55,9 @@ def bench(quick: bool, doc: Path | None, only: str | None, note: str | None) -> 
     (workdir / "redis").mkdir()
     started = time.monotonic()
     server.start()
+    # Celery prefers CELERY_BROKER_URL to any broker= argument: every app here must use ours.
+    broker = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = server.url
     try:
         run = Bench(server, workdir, quick, log=lambda line: click.echo(line, err=True))
         machine = report.describe_machine(run.client())
@@ -67,6 +71,7 @@ def bench(quick: bool, doc: Path | None, only: str | None, note: str | None) -> 
     finally:
         stop_snapshots()
         server.stop()
+        _restore("CELERY_BROKER_URL", broker)
     report.print_table(rows)
     if doc is not None:
         seconds = time.monotonic() - started
@@ -86,6 +91,13 @@ def _families(only: str | None) -> list[str]:
             param_hint="'--only'",
         )
     return chosen
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def run_family(name: str, run: Bench) -> list[Row]:

@@ -36,6 +36,8 @@ class LeastLoadedPolicy(Policy):
         super().__init__(settings)
         self.sampler: DepthSampler | None = None
         self._turn = itertools.count()
+        #: (sample generation, queues) -> the shortest of those queues, kept until either moves
+        self._shortest: tuple[int, Sequence[str], list[str]] = (-1, (), [])
 
     def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
         """Start sampling the depths of every registered queue."""
@@ -51,7 +53,12 @@ class LeastLoadedPolicy(Policy):
         kwargs: Mapping[str, Any],
         options: Mapping[str, Any],
     ) -> str:
-        depths = self.sampler.depths if self.sampler is not None else {}
-        least = min(depths.get(q, 0) for q in queues)
-        tied = [q for q in queues if depths.get(q, 0) == least]
+        generation, seen, tied = self._shortest
+        sampler = self.sampler
+        now = sampler.generation if sampler is not None else 0
+        if now != generation or queues is not seen:
+            depths = sampler.depths if sampler is not None else {}
+            least = min(depths.get(q, 0) for q in queues)
+            tied = [q for q in queues if depths.get(q, 0) == least]
+            self._shortest = (now, queues, tied)
         return tied[next(self._turn) % len(tied)]

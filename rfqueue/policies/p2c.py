@@ -10,7 +10,6 @@ the same queue; the busiest queue stays within about ln ln n of the mean.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ class PowerOfTwoPolicy(Policy):
         self.routed: RoutedCounts | None = None
         self._generation = -1
         #: the routed counts when the current sample was first seen
-        self._base: Counter[str] = Counter()
+        self._base: dict[str, int] = {}
 
     def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
         """Start sampling depths; read this router's routed counts."""
@@ -51,8 +50,8 @@ class PowerOfTwoPolicy(Policy):
         if sampler is None or routed is None:
             return 0
         if sampler.generation != self._generation:
-            self._generation, self._base = sampler.generation, routed.totals()
-        return sampler.depths.get(queue, 0) + routed.count(queue) - self._base[queue]
+            self._generation, self._base = sampler.generation, dict(routed.totals())
+        return sampler.depths.get(queue, 0) + routed.count(queue) - self._base.get(queue, 0)
 
     def choose(
         self,

@@ -45,6 +45,13 @@ def produce(fleet: Fleet, count: int, ledger: str = LEDGER) -> subprocess.Comple
     return subprocess.run(argv, capture_output=True, text=True, env=fleet.env, cwd=ROOT, timeout=90)
 
 
+def start_producer(fleet: Fleet, count: int) -> ManagedProcess:
+    """The compose producer's command as a process logging to fleet's directory."""
+    argv = [sys.executable, *PRODUCER_COMMAND[1:], "--rate", "50", "--duration", "30"]
+    argv += ["--count", str(count)]
+    return ManagedProcess(argv, fleet.workdir / "producer.log", fleet.env, ROOT)
+
+
 def every_log(directory: Path) -> dict[str, str]:
     """Every log file under ``directory`` (workers, beat, producer, exporter, redis)."""
     return {str(p): p.read_text(errors="replace") for p in directory.rglob("*.log")}
@@ -200,32 +207,36 @@ def test_a_wrong_password_is_one_clear_line_that_shows_no_password(
     server = start_redis("redis", password=PASSWORD)
     wrong = server.url.replace(PASSWORD, WRONG_PASSWORD)
     bare = server.url.replace(f":{PASSWORD}@", "")
-    # When the CLI is given a wrong password, or none
-    for url in (wrong, bare):
-        out = cli(url, "status")
-        # Then it fails with one clear line, exit code 1, and shows neither password
-        line = one_clear_line(out)
-        assert out.returncode == 1
-        assert line.startswith("rfqueue: error: ") and "Redis" in line, line
-        assert PASSWORD not in line and WRONG_PASSWORD not in line
-    # When the producer is given a wrong password: one line, exit 1, no password
     fleet = Fleet(wrong, tmp_path / "fleet", env=FAST, cwd=ROOT)
     fleet.workdir.mkdir()
-    produced = produce(fleet, 5)
-    assert produced.returncode == 1
-    # (the router's own warning may come first: it cannot read the table either)
-    assert produced.stderr.strip().splitlines()[-1].startswith("producer: error: ")
-    assert "Traceback" not in produced.stderr
-    assert WRONG_PASSWORD not in produced.stdout + produced.stderr
-    # When a worker is given a wrong password: it says it cannot connect, with the URL masked
     try:
+        # When the producer and a worker start with a wrong password (both retry a while)
+        producer = start_producer(fleet, count=5)
         worker = fleet.start_worker("w1", "--concurrency", "1")
+        # and the CLI is given a wrong password, or none
+        for url in (wrong, bare):
+            out = cli(url, "status")
+            # Then the CLI fails with one clear line, exit code 1, showing neither password
+            line = one_clear_line(out)
+            assert out.returncode == 1
+            assert line.startswith("rfqueue: error: ") and "Redis" in line, line
+            assert PASSWORD not in line and WRONG_PASSWORD not in line
+        # and the worker says it cannot connect, with the URL masked
         wait_for(
             lambda: "Cannot connect to redis://:**@" in worker.log(),
             30,
             what="the worker to report its failed connection",
         )
+        # and the producer gives up with an error line and exit code 1 (the router's own
+        # warning may come first: it cannot read the table either)
+        wait_for(lambda: not producer.alive(), 90, what="the producer to give up")
+        assert producer.proc.returncode == 1
+        assert "producer: error: publishing failed" in producer.log()
     finally:
         fleet.stop()
-    for where, text in every_log(tmp_path).items():
+    # and no log shows either password
+    logs = every_log(tmp_path)
+    assert {"worker-w1.log", "producer.log"} <= {Path(p).name for p in logs}
+    for where, text in logs.items():
         assert WRONG_PASSWORD not in text and PASSWORD not in text, where
+        assert "Traceback" not in text, where

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint typecheck unit integration install clean
+.PHONY: demo test lint typecheck unit integration install clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ $(DEMO_STAMP): pyproject.toml
 
 demo: $(DEMO_STAMP)
 	$(BIN)/rfqueue demo
+
+# The full benchmark against plain Celery (several minutes); rewrites docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/rfqueue bench --doc docs/benchmarks.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check rfqueue workers tests benchmarks

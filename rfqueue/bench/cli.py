@@ -43,21 +43,25 @@ FAMILIES = ("routing", "memory", "publish", "balance", "e2e", "failover")
 def bench(quick: bool, doc: Path | None, only: str | None, note: str | None) -> None:
     """Measure rfqueue against plain Celery, side by side, and print one table."""
     families = _families(only)
-    if not shutil.which("redis-server"):
-        raise click.UsageError("redis-server is not on PATH; the benchmark starts its own")
     from rfqueue.bench import report
     from rfqueue.bench.common import Bench
+    from rfqueue.embedded import NoRedisServer, redis_server_binary
     from rfqueue.fleet import RedisServer
     from rfqueue.router import stop_snapshots
 
+    try:
+        binary = redis_server_binary()
+    except NoRedisServer as exc:
+        raise click.UsageError(f"the benchmark starts its own redis-server: {exc}") from None
     workdir = Path(tempfile.mkdtemp(prefix="rfqueue-bench-"))
-    server = RedisServer(workdir / "redis", appendonly=False)
     (workdir / "redis").mkdir()
+    server = RedisServer(workdir / "redis", appendonly=False, binary=binary)
     started = time.monotonic()
     server.start()
     # Celery prefers CELERY_BROKER_URL to any broker= argument: every app here must use ours.
     broker = os.environ.get("CELERY_BROKER_URL")
     os.environ["CELERY_BROKER_URL"] = server.url
+    done = False
     try:
         run = Bench(server, workdir, quick, log=lambda line: click.echo(line, err=True))
         machine = report.describe_machine(run.client())
@@ -68,10 +72,15 @@ def bench(quick: bool, doc: Path | None, only: str | None, note: str | None) -> 
             rows += run_family(family, run)
             click.echo(f"rfqueue bench: {family} took {time.monotonic() - began:.1f} s", err=True)
         report.finish(machine)
+        done = True
     finally:
         stop_snapshots()
         server.stop()
         _restore("CELERY_BROKER_URL", broker)
+        if done:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            click.echo(f"rfqueue bench: logs kept in {workdir}", err=True)
     report.print_table(rows)
     if doc is not None:
         seconds = time.monotonic() - started

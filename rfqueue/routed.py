@@ -75,18 +75,19 @@ class RoutedCounts:
         """Add what was routed since the last flush to the hash ``key``; return what was added.
 
         Raises the Redis error when the pipeline fails; those counts stay for the next call.
+        Called from one thread at a time (the snapshot's refresh thread).
         """
-        with self._lock:
+        with self._lock:  # not over the round trip, or a new thread's first count would wait
             self._retire_ended_threads()
             total = self.totals()
-            added = {q: n - self._flushed[q] for q, n in total.items() if n > self._flushed[q]}
-            if not added:
-                return {}
-            pipe = client.pipeline(transaction=False)
-            for queue, n in added.items():
-                pipe.hincrby(key, queue, n)
-            pipe.execute()
-            self._flushed = total
+        added = {q: n - self._flushed[q] for q, n in total.items() if n > self._flushed[q]}
+        if not added:
+            return {}
+        pipe = client.pipeline(transaction=False)
+        for queue, n in added.items():
+            pipe.hincrby(key, queue, n)
+        pipe.execute()
+        self._flushed = total
         return added
 
     def _retire_ended_threads(self) -> None:

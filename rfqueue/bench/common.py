@@ -6,6 +6,7 @@ against the same private redis-server, as a ratio of medians of several runs.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import statistics
@@ -86,7 +87,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from celery import signals
 
 from rfqueue.chaos import chaos_overrides, run_tick
+from rfqueue.keys import Keys
 from rfqueue.router import Router
 from rfqueue.settings import Settings
 from rfqueue.unpin import Unpin
@@ -33,7 +34,9 @@ def install(app: Any, **settings: Any) -> Settings:
     routes = app.conf.task_routes
     routes = list(routes) if isinstance(routes, (list, tuple)) else ([routes] if routes else [])
     # Unpin first: a retry's pin to a dedicated queue would win over every router.
-    app.conf.task_routes = [Unpin(resolved.queue_prefix), *routes, Router(app)]
+    # The chaos tick goes to the control queue every worker consumes, never behind a backlog.
+    control = {CHAOS_TASK: {"queue": Keys(resolved.namespace).control_queue}}
+    app.conf.task_routes = [Unpin(resolved.queue_prefix), control, *routes, Router(app)]
 
     def chaos(**overrides: Any) -> dict[str, Any]:
         """One tick of the random-failure job (see :mod:`rfqueue.chaos`)."""

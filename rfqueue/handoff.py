@@ -65,8 +65,13 @@ class Handoff:
             return 0
         try:
             pipe = client.pipeline(transaction=True)
-            for raw, queue in held:
+            # The consuming end takes the last push first: push the newest first, so the
+            # messages come back in the order they were taken.
+            for raw, queue in reversed(held):
                 raw.setdefault("headers", {})["redelivered"] = True
+                info = (raw.get("properties") or {}).get("delivery_info")
+                if isinstance(info, dict):
+                    info["redelivered"] = True
                 priority = (raw.get("properties") or {}).get("priority")
                 pipe.rpush(layout.list_for(queue, priority), json.dumps(raw))
             pipe.execute()

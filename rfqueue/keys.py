@@ -23,6 +23,10 @@ key                            type    content
 ``{ns}:changes``               pubsub  the changed entry as JSON, after every change
 =============================  ======  =====================================================
 
+Every worker also consumes ``{ns}-control`` (``rfqueue-control`` by default), a shared
+broker queue for rfqueue's own tasks (the chaos tick): a tick must not wait behind a
+worker's backlog, nor be moved around by the rescue.
+
 Each worker consumes its own queue, named ``{queue_prefix}{nodename}``
 (``rfqueue.w1@host`` with the default prefix ``rfqueue.``). It is a plain broker
 queue: on Redis a list of that name (plus priority lists), on RabbitMQ a queue.
@@ -86,6 +90,11 @@ class Keys:
     @property
     def channel(self) -> str:
         return f"{self._tag}:changes"
+
+    @property
+    def control_queue(self) -> str:
+        """The broker queue of rfqueue's own tasks, which every worker consumes."""
+        return f"{self.namespace}-control"
 
     def table_keys(self) -> list[str]:
         """The KEYS argument every table script takes, in its order."""

@@ -22,6 +22,7 @@ from celery import bootsteps
 
 from rfqueue.entry import Entry, Reason, State
 from rfqueue.handoff import handoff
+from rfqueue.keys import Keys
 from rfqueue.log import RateLimitedWarning
 from rfqueue.rescue import Rescuer, start_rescuer
 from rfqueue.router import snapshot_for
@@ -33,13 +34,17 @@ logger = logging.getLogger(__name__)
 
 
 def add_dedicated_queue(instance: Any, settings: Settings) -> str:
-    """Make the starting worker consume its own queue (``celeryd_after_setup`` hook)."""
+    """Make the starting worker consume its own queue and rfqueue's control queue.
+
+    Runs as the ``celeryd_after_setup`` hook.
+    """
     queues = instance.app.amqp.queues
     name = settings.queue_for(instance.hostname)
     # Freeze the selection: without it a worker consumes *every* queue its app knows,
     # including other workers' queues that routing in this process has declared.
     queues.select(list(queues.consume_from))
     queues.select_add(name)
+    queues.select_add(Keys(settings.namespace).control_queue)
     return name
 
 

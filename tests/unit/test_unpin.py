@@ -78,7 +78,7 @@ class TestRetriesAreRoutedAfresh:
         assert app.amqp.router.route(options, "tasks.add", (), {})["routing_key"] == "reports.daily"
 
 
-def test_install_puts_unpin_first() -> None:
+def test_install_puts_unpin_first_and_the_chaos_tick_on_the_control_queue() -> None:
     from rfqueue.app import install
 
     app = Celery("rfq-test", broker="memory://", set_as_current=False)
@@ -86,4 +86,7 @@ def test_install_puts_unpin_first() -> None:
     install(app, redis_url="redis://fake-table:6379/0")
     routes = app.conf.task_routes
     assert isinstance(routes[0], Unpin) and isinstance(routes[-1], Router)
-    assert routes[1] == {"tasks.mine": {"queue": "mine"}}
+    # rfqueue's own chaos tick goes to the control queue every worker consumes
+    assert routes[1] == {"rfqueue.chaos": {"queue": "rfqueue-control"}}
+    assert routes[2] == {"tasks.mine": {"queue": "mine"}}
+    assert app.amqp.router.route({}, "rfqueue.chaos")["queue"].name == "rfqueue-control"

@@ -84,7 +84,7 @@ def run(bench: Bench) -> list[Row]:
     static = static_app(bench.url).amqp.router
     for router in [*routers.values(), static]:
         router.route({}, "bench.noop", (), {"user": 7})  # load snapshots, start samplers
-    rounds, calls = bench.pick((5, 10_000), (21, 100_000))
+    rounds, calls = bench.pick((5, 10_000), (15, 50_000))
     ours: dict[str, list[float]] = {name: [] for name in routers}
     base: dict[str, list[float]] = {name: [] for name in routers}
     for _ in range(rounds):

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint typecheck unit integration install clean bench
+.PHONY: demo test lint typecheck unit integration faults install clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration -q
+
+faults: $(STAMP)
+	$(BIN)/pytest -m faults -q -s
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q -ra

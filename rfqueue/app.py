@@ -7,6 +7,7 @@ from typing import Any
 from celery import signals
 
 from rfqueue.chaos import chaos_overrides, run_tick
+from rfqueue.inbound import MalformedMessageGuard
 from rfqueue.keys import Keys
 from rfqueue.router import Router
 from rfqueue.settings import Settings
@@ -25,8 +26,9 @@ def install(app: Any, **settings: Any) -> Settings:
     router to ``task_routes`` (your own routes keep priority; a retry is routed afresh,
     see :mod:`rfqueue.unpin`), registers the
     ``rfqueue.chaos`` task, adds it to ``beat_schedule`` when ``chaos_enabled``, and
-    adds the worker bootstep. Raises :class:`~rfqueue.settings.SettingsError` for a
-    bad setting.
+    adds the worker bootsteps (rfqueue's own, and the guard that drops queue items that
+    are no kombu message, see :mod:`rfqueue.inbound`). Raises
+    :class:`~rfqueue.settings.SettingsError` for a bad setting.
     """
     for name, value in settings.items():
         app.conf[f"rfqueue_{name}"] = value
@@ -56,6 +58,7 @@ def install(app: Any, **settings: Any) -> Settings:
         app.conf.beat_schedule = schedule
 
     app.steps["consumer"].add(RfqueueStep)
+    app.steps["consumer"].add(MalformedMessageGuard)
 
     def after_setup(sender: str, instance: Any, **_: Any) -> None:
         if instance.app is app:

@@ -114,9 +114,8 @@ class Snapshot:
             # One MULTI: the version belongs to exactly these entries.
             version, entries = self.table.read()
         except (redis.RedisError, OSError) as exc:
-            self._warn(
-                "rfqueue: cannot read the failure table (%s); routing from the last copy", exc
-            )
+            fallback = "routing from the last copy" if self.loaded else "no copy yet"
+            self._warn("rfqueue: cannot read the failure table (%s); %s", exc, fallback)
             return False
         self._install(entries, version)
         return True

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -241,10 +241,16 @@ def decode_entries(
             if entry.worker != name:  # the scripts would write it back under the wrong name
                 raise MalformedEntry(f"entry names worker {entry.worker!r}")
         except (MalformedEntry, ValueError) as exc:
-            logger.warning("rfqueue: skipping malformed table entry %r: %s", name, exc)
+            _warn_malformed(name, str(raw)[:200], str(exc))
             continue
         entries[entry.worker] = entry
     return entries
+
+
+@lru_cache(maxsize=1024)
+def _warn_malformed(name: str, raw: str, why: str) -> None:
+    """Warn once per malformed row and value: every process re-reads the table each second."""
+    logger.warning("rfqueue: skipping malformed table entry %r: %s", name, why)
 
 
 def _entry_or_none(data: Any) -> Entry | None:

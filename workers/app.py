@@ -17,7 +17,6 @@ import sys
 from celery import Celery
 
 import rfqueue
-from rfqueue.inbound import MalformedMessageGuard
 
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
 
@@ -60,7 +59,3 @@ except rfqueue.SettingsError as exc:
     # A bad setting is a user mistake: one line naming it, exit code 2, no traceback.
     print(f"rfqueue: error: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
-
-# Bytes on a worker's queue that are not a kombu message are dropped with one error
-# line instead of stopping the worker (kombu's Redis transport raises out of its loop).
-app.steps["consumer"].add(MalformedMessageGuard)

@@ -16,6 +16,7 @@ import fakeredis
 import pytest
 
 import rfqueue.router
+import rfqueue.table
 from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
 from rfqueue.table import FailureTable
@@ -50,6 +51,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("RFQUEUE_") or name == "CELERY_BROKER_URL":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_malformed_warnings() -> None:
+    """Each test sees the warning for a malformed row (a process warns once per row)."""
+    rfqueue.table._warn_malformed.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import rfqueue.cli
+import rfqueue.table
 from rfqueue.cli import main
 from rfqueue.control import RemoteControl
 from rfqueue.fleet import free_port
@@ -99,7 +100,8 @@ def test_malformed_rows_make_one_warning_line_and_status_still_prints(
         fleet.client.hset(fleet.keys.workers, name, raw)
     fleet.client.lpush(fleet.keys.events, "not an event")
     for argv in (["status"], ["status", "--json"]):
-        # When the status is asked for
+        # When the status is asked for (each time as a fresh process would)
+        rfqueue.table._warn_malformed.cache_clear()
         code = main(argv)
         # Then it prints the good worker, and one warning line naming every junk row
         captured = capsys.readouterr()

@@ -17,6 +17,7 @@ import kombu.transport.redis
 import pytest
 from celery import Celery
 
+from rfqueue.depth import queue_lists
 from rfqueue.dispatch import dispatch_many
 from rfqueue.entry import Reason
 from rfqueue.policies import PolicyError
@@ -79,8 +80,10 @@ def app(
 
 
 def messages(client: fakeredis.FakeRedis, queue: str) -> list[dict[str, Any]]:
-    """The queue's messages, oldest first (kombu LPUSHes, workers BRPOP)."""
-    return [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
+    """The queue's messages, priority lists included, oldest first in each list."""
+    return [
+        json.loads(raw) for key in queue_lists(queue) for raw in reversed(client.lrange(key, 0, -1))
+    ]
 
 
 def by_id(client: fakeredis.FakeRedis) -> dict[str, dict[str, Any]]:
@@ -107,11 +110,22 @@ def test_returns_ids_in_order_and_routes_each_task(app: Any, client: fakeredis.F
     assert all(sent[i]["headers"]["argsrepr"] == f"({n},)" for n, i in enumerate(ids))
 
 
-def test_messages_are_exactly_what_apply_async_sends(app: Any, client: fakeredis.FakeRedis) -> None:
-    # Given one task sent by apply_async and one by dispatch_many, same arguments
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"countdown": 30},
+        {"priority": 7, "headers": {"tenant": "t1"}},
+        {"argsrepr": "(hidden)", "kwargsrepr": "{}", "time_limit": 9},
+        {"ignore_result": False, "serializer": "json"},
+    ],
+)
+def test_messages_are_exactly_what_apply_async_sends(
+    app: Any, client: fakeredis.FakeRedis, options: dict[str, Any]
+) -> None:
+    # Given one task sent by apply_async and one by dispatch_many, same arguments and options
     task = app.tasks["app.work"]
-    single = task.apply_async((7,), {"label": "x"}, countdown=30).id
-    [batched] = dispatch_many(task, [(7,)], {"label": "x"}, countdown=30)
+    single = task.apply_async((7,), {"label": "x"}, **options).id
+    [batched] = dispatch_many(task, [(7,)], {"label": "x"}, **options)
     one, other = by_id(client)[single], by_id(client)[batched]
     # Then they differ only where every message differs: ids, times, queue, delivery tag
     for message, task_id in ((one, single), (other, batched)):
@@ -122,6 +136,7 @@ def test_messages_are_exactly_what_apply_async_sends(app: Any, client: fakeredis
         message["properties"].pop("delivery_tag")
         message["properties"]["delivery_info"].pop("routing_key")
     assert one == other
+    assert one["headers"]["argsrepr"] == options.get("argsrepr", "(7,)")
 
 
 def test_pipelined_round_trips(app: Any, broker: Counter[str]) -> None:

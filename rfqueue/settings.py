@@ -43,6 +43,12 @@ class Settings:
     no_worker_up: NoWorkerUp = "spread"
     #: the queue used when ``no_worker_up`` is ``fallback``
     fallback_queue: str = ""
+    #: ``weighted`` policy: ``nodename=weight`` pairs (whole numbers); unlisted workers weigh 1
+    weights: tuple[str, ...] = ()
+    #: ``hash`` policy: the task argument to hash on, a keyword name or a position (``0``)
+    hash_key: str = ""
+    #: ``least_loaded`` and ``p2c``: seconds between two reads of the queue depths
+    depth_interval: float = 0.5
     #: the longest a router's snapshot goes without a full re-read (seconds)
     refresh_interval: float = 1.0
     #: how often a worker writes its heartbeat and re-checks its own state (seconds)
@@ -201,14 +207,15 @@ def validate(s: Settings) -> None:
     _check_url(s.redis_url)
     _check(bool(s.namespace.strip()), "namespace", "must not be empty")
     _check(bool(s.queue_prefix), "queue_prefix", "must not be empty")
-    from rfqueue.policies import check_policy_name
+    from rfqueue.policies import check_policy
 
-    check_policy_name(s.policy)
+    check_policy(s)  # the name, then what that policy needs (weights, hash_key)
     modes = get_args(NoWorkerUp)
     _check(s.no_worker_up in modes, "no_worker_up", f"must be one of {', '.join(modes)}")
     if s.no_worker_up == "fallback":
         _check(bool(s.fallback_queue), "fallback_queue", "must name a queue for 'fallback'")
-    for name in ("refresh_interval", "heartbeat_interval", "max_pause", "socket_timeout"):
+    intervals = ("refresh_interval", "heartbeat_interval", "depth_interval", "max_pause")
+    for name in (*intervals, "socket_timeout"):
         _check(getattr(s, name) > 0, name, f"must be positive, got {getattr(s, name)}")
     _check(
         s.heartbeat_timeout >= 2 * s.heartbeat_interval,

@@ -18,9 +18,7 @@ import redis
 from celery import Celery
 
 import rfqueue
-
-#: the environment variable that selects plain Celery
-PLAIN = "BENCH_PLAIN_CELERY"
+from rfqueue.bench.common import PLAIN, POLLING_INTERVAL
 
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
 app = Celery("rfqueue_bench", broker=broker_url, set_as_current=False)
@@ -35,6 +33,8 @@ app.conf.update(
     worker_disable_prefetch=broker_url.startswith(("redis://", "rediss://")),
     worker_hijack_root_logger=True,
 )
+if os.environ.get(POLLING_INTERVAL):
+    app.conf.broker_transport_options = {"polling_interval": float(os.environ[POLLING_INTERVAL])}
 if os.environ.get(PLAIN) != "1":
     rfqueue.install(app)
 

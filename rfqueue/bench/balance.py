@@ -15,8 +15,9 @@ from typing import Any
 from rfqueue.bench.common import Bench, Row
 from rfqueue.bench.publish import task_of
 from rfqueue.bench.routing import rfqueue_app, stop_sampler
-from rfqueue.depth import queue_depths
+from rfqueue.depth import queue_depths, queue_lists
 from rfqueue.dispatch import dispatch_many
+from rfqueue.fleet import wait_for
 from rfqueue.table import FailureTable
 
 WORKERS = ("b1@bench", "b2@bench", "b3@bench", "b4@bench")
@@ -48,13 +49,12 @@ def spread(policy: str, counts: dict[str, int]) -> float:
 
 
 def one_policy(bench: Bench, policy: str, count: int) -> dict[str, int]:
-    bench.flush()
-    table = FailureTable(bench.client())
-    for worker in WORKERS:
-        table.register(worker, f"rfqueue.{worker}")
+    bench.client().delete(*(key for q in QUEUES for key in queue_lists(q)))
     app = rfqueue_app(bench.url, policy, **POLICIES[policy])
-    task = task_of(app)
-    dispatch_many(task, [{"n": n, "user": f"user-{n}"} for n in range(count)])
+    snapshot = app.conf.task_routes[0].snapshot
+    # Every router of this process shares one snapshot: it must show the four, no more.
+    wait_for(lambda: set(snapshot.up_queues) == set(QUEUES), 10, what="4 workers up")
+    dispatch_many(task_of(app), [{"n": n, "user": f"user-{n}"} for n in range(count)])
     counts = queue_depths(bench.client(), QUEUES)
     stop_sampler(app)
     return counts
@@ -62,6 +62,10 @@ def one_policy(bench: Bench, policy: str, count: int) -> dict[str, int]:
 
 def run(bench: Bench) -> list[Row]:
     count = bench.pick(3000, 10_000)
+    bench.flush()
+    table = FailureTable(bench.client())
+    for worker in WORKERS:
+        table.register(worker, f"rfqueue.{worker}")
     rows = []
     for policy, extra in POLICIES.items():
         counts = one_policy(bench, policy, count)

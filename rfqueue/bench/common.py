@@ -22,6 +22,12 @@ from typing import Any
 from rfqueue.fleet import ManagedProcess, RedisServer, wait_for
 from rfqueue.keys import Keys
 
+#: the environment variable that makes the bench app plain Celery
+PLAIN = "BENCH_PLAIN_CELERY"
+#: seconds of kombu's ``polling_interval`` (its BRPOP timeout, 1 s by default) in the
+#: bench app, to try how fast a resumed worker picks up its queue; unset: the default
+POLLING_INTERVAL = "BENCH_POLLING_INTERVAL"
+
 #: the bench app's worker command (see rfqueue/bench/app.py)
 WORKER_ARGV = ("-A", "rfqueue.bench.app", "worker", "--concurrency", "1", "--loglevel", "INFO")
 
@@ -106,7 +112,7 @@ class BenchFleet:
 
     def start(self, names: Sequence[str], queues: Sequence[str] = (), **env: str) -> None:
         """Start ``names`` (``w1``...) and wait until each is ready; plain ones take ``-Q``."""
-        extra = {"BENCH_PLAIN_CELERY": "1"} if self.plain else {}
+        extra = {PLAIN: "1"} if self.plain else {}
         for i, name in enumerate(names):
             argv = [celery_bin(), *WORKER_ARGV, "--hostname", f"{name}@%h"]
             if self.plain:

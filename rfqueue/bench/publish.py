@@ -57,7 +57,7 @@ def run(bench: Bench) -> list[Row]:
     ours, static = task_of(rfqueue_app(bench.url)), task_of(static_app(bench.url))
     ours.apply_async((0,))  # connect, declare and load the snapshot before timing
     static.apply_async((0,))
-    rounds, count = bench.pick((3, 300), (9, 2000))
+    rounds, count = bench.pick((5, 200), (25, 800))
     loop_s, static_s = paired(bench, rounds, loop(ours, count), loop(static, count))
     throughput = [s / o for o, s in zip(loop_s, static_s, strict=True)]
     batch_rounds, batch_count = bench.pick((3, 500), (7, 5000))

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rfqueue.bench.common import Row
+from rfqueue.bench.common import POLLING_INTERVAL, Row
 
 START = "<!-- rfqueue bench: start (generated; edit outside these markers) -->"
 END = "<!-- rfqueue bench: end -->"
@@ -38,6 +38,8 @@ class Machine:
     packages: str
     load_before: float
     load_after: float = float("nan")
+    #: anything set that changes the figures (one line each)
+    settings: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         return [
@@ -47,6 +49,7 @@ class Machine:
             "the run (no persistence)",
             f"- load average (1 min) {self.load_before:.2f} at the start, "
             f"{self.load_after:.2f} at the end",
+            *self.settings,
         ]
 
 
@@ -62,7 +65,16 @@ def describe_machine(client: Any) -> Machine:
         redis_server=str(client.info("server").get("redis_version", "?")),
         packages=versions,
         load_before=_load(),
+        settings=_bench_settings(),
     )
+
+
+def _bench_settings() -> tuple[str, ...]:
+    value = os.environ.get(POLLING_INTERVAL)
+    if not value:
+        return ()
+    return (f"- workers ran with kombu's polling_interval (BRPOP timeout) at {value} s "
+            f"({POLLING_INTERVAL}), not the 1 s default",)  # fmt: skip
 
 
 def _cpu_model() -> str:

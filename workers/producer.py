@@ -40,7 +40,7 @@ class ProduceError(RuntimeError):
 
 def _store(ledger: str, submitted: int, routed: dict[int, str]) -> None:
     """The count under ``<ledger>:submitted``, each task's first queue under ``<ledger>:routed``."""
-    client = ledger_client()
+    client = ledger_client(patient=False)
     client.set(f"{ledger}:submitted", submitted)
     items = list(routed.items())
     for start in range(0, len(items), 1000):

@@ -19,12 +19,15 @@ LEDGER = "rfqueue:ledger"
 
 
 @cache
-def ledger_client() -> redis.Redis:
+def ledger_client(patient: bool = True) -> redis.Redis:
     """One client per process for the table's Redis, where the ledger lives.
 
-    Its calls retry for about 20 s, so a task that ran during a short Redis restart
-    still gets its line written instead of failing.
+    A patient client's calls retry for about 20 s, so a task that ran during a short
+    Redis restart still gets its line written instead of failing. The producer's is
+    not: it reports a broken Redis at once.
     """
+    if not patient:
+        return Settings.load(app.conf).redis_client()
     retry = Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=25)
     return Settings.load(app.conf).redis_client(
         retry=retry, retry_on_error=[redis.ConnectionError, redis.TimeoutError]

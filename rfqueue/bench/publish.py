@@ -60,7 +60,7 @@ def run(bench: Bench) -> list[Row]:
     rounds, count = bench.pick((5, 200), (25, 800))
     loop_s, static_s = paired(bench, rounds, loop(ours, count), loop(static, count))
     throughput = [s / o for o, s in zip(loop_s, static_s, strict=True)]
-    batch_rounds, batch_count = bench.pick((3, 500), (7, 5000))
+    batch_rounds, batch_count = bench.pick((3, 500), (15, 2000))
     items = [(n,) for n in range(batch_count)]
     loop_b, batch_b = paired(
         bench, batch_rounds, loop(ours, batch_count), lambda: dispatch_many(ours, items)

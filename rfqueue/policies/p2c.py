@@ -2,9 +2,10 @@
 
 A queue's load is its depth at the last read of a :class:`~rfqueue.depth.DepthSampler`
 plus the tasks this router sent there since that read (from the router's own routed
-counts), so a burst between two reads does not pile onto one queue. Drawing two at
-random keeps several producers, each knowing only its own routes, from all choosing
-the same queue; the busiest queue stays within about ln ln n of the mean.
+counts; see :class:`~rfqueue.policies.least_loaded.LoadEstimate`), so a burst between
+two reads does not pile onto one queue. Drawing two at random keeps several
+producers, each knowing only its own routes, from all choosing the same queue; the
+busiest queue stays within about ln ln n of the mean.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rfqueue.depth import DepthSampler
 from rfqueue.policies import Policy
-from rfqueue.policies.least_loaded import depth_sampler
+from rfqueue.policies.least_loaded import LoadEstimate
 
 if TYPE_CHECKING:
     from rfqueue.routed import RoutedCounts
@@ -31,27 +32,15 @@ class PowerOfTwoPolicy(Policy):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._random = random.Random(settings.seed).random
-        self.sampler: DepthSampler | None = None
-        self.routed: RoutedCounts | None = None
-        self._generation = -1
-        #: the routed counts when the current sample was first seen
-        self._base: dict[str, int] = {}
+        self.estimate = LoadEstimate()
+
+    @property
+    def sampler(self) -> DepthSampler | None:
+        return self.estimate.sampler
 
     def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
         """Start sampling depths; read this router's routed counts."""
-        self.routed = routed
-        if self.sampler is None:
-            self.sampler = depth_sampler(snapshot, self.settings)
-        self.sampler.ensure_started()
-
-    def load(self, queue: str) -> int:
-        """Sampled depth of ``queue`` plus what this router sent there since."""
-        sampler, routed = self.sampler, self.routed
-        if sampler is None or routed is None:
-            return 0
-        if sampler.generation != self._generation:
-            self._generation, self._base = sampler.generation, dict(routed.totals())
-        return sampler.depths.get(queue, 0) + routed.count(queue) - self._base.get(queue, 0)
+        self.estimate.start(snapshot, routed, self.settings)
 
     def choose(
         self,
@@ -67,4 +56,5 @@ class PowerOfTwoPolicy(Policy):
         i = int(self._random() * n)
         j = int(self._random() * (n - 1))
         first, second = queues[i], queues[j + 1 if j >= i else j]
-        return second if self.load(second) < self.load(first) else first
+        load = self.estimate.load
+        return second if load(second) < load(first) else first

@@ -42,49 +42,74 @@ def route(policy: Any, routed: RoutedCounts, queues: tuple[str, ...] = QUEUES) -
     return queue
 
 
+def least_loaded(depths: dict[str, int] | None) -> tuple[LeastLoadedPolicy, RoutedCounts]:
+    """A started-looking least_loaded policy over hand-set depths (None: not started)."""
+    policy = LeastLoadedPolicy(Settings(policy="least_loaded"))
+    routed = RoutedCounts()
+    if depths is not None:
+        policy.estimate.sampler = StubSampler(depths)  # type: ignore[assignment]
+        policy.estimate.routed = routed
+    return policy, routed
+
+
 class TestLeastLoaded:
     def test_shortest_queue_wins(self) -> None:
-        policy = LeastLoadedPolicy(Settings(policy="least_loaded"))
-        policy.sampler = StubSampler({QA: 5, QB: 1, QC: 3, QD: 9})  # type: ignore[assignment]
-        assert {route(policy, RoutedCounts()) for _ in range(20)} == {QB}
+        policy, routed = least_loaded({QA: 5, QB: 1, QC: 3, QD: 9})
+        assert [route(policy, routed) for _ in range(2)] == [QB, QB]
+        # B's estimate is now 3, level with C: they take turns
+        assert {route(policy, routed) for _ in range(4)} == {QB, QC}
+
+    def test_own_routes_keep_queues_level_between_samples(self) -> None:
+        # Given depths 2, 0, 0, 7 and no new sample for 100 tasks
+        policy, routed = least_loaded({QA: 2, QB: 0, QC: 0, QD: 7})
+        for _ in range(100):
+            route(policy, routed)
+        # Then the estimates end level (109 in all, over four queues)
+        loads = [policy.estimate.load(q) for q in QUEUES]
+        assert max(loads) - min(loads) <= 1, loads
+        assert sum(loads) == 109
 
     def test_ties_take_turns(self) -> None:
-        policy = LeastLoadedPolicy(Settings(policy="least_loaded"))
-        policy.sampler = StubSampler({QA: 2, QB: 0, QC: 0, QD: 7})  # type: ignore[assignment]
-        picks = [route(policy, RoutedCounts()) for _ in range(100)]
-        assert Counter(picks) == {QB: 50, QC: 50}
+        policy, routed = least_loaded(dict.fromkeys(QUEUES, 4))
+        picks = [route(policy, routed) for _ in range(8)]
+        assert Counter(picks) == dict.fromkeys(QUEUES, 2)
 
     def test_unsampled_queue_counts_as_empty(self) -> None:
         # A worker that registered after the last read has an empty queue
-        policy = LeastLoadedPolicy(Settings(policy="least_loaded"))
-        policy.sampler = StubSampler({QA: 1, QB: 1, QC: 1})  # type: ignore[assignment]
-        assert route(policy, RoutedCounts()) == QD
+        policy, routed = least_loaded({QA: 1, QB: 1, QC: 1})
+        assert route(policy, routed) == QD
 
     def test_only_given_queues(self) -> None:
         # The paused worker's empty queue is not among the choices
-        policy = LeastLoadedPolicy(Settings(policy="least_loaded"))
-        policy.sampler = StubSampler({QA: 0, QB: 4, QC: 3, QD: 3})  # type: ignore[assignment]
-        assert {route(policy, RoutedCounts(), (QB, QC, QD)) for _ in range(10)} == {QC, QD}
+        policy, routed = least_loaded({QA: 0, QB: 4, QC: 3, QD: 3})
+        assert {route(policy, routed, (QB, QC, QD)) for _ in range(2)} == {QC, QD}
+
+    def test_a_new_sample_replaces_the_estimate(self) -> None:
+        policy, routed = least_loaded({QA: 0, QB: 0})
+        for _ in range(10):
+            route(policy, routed, (QA, QB))
+        sampler = policy.estimate.sampler
+        assert isinstance(sampler, StubSampler)
+        sampler.set({QA: 9, QB: 1})  # A's workers were slow, B drained
+        assert route(policy, routed, (QA, QB)) == QB
 
     def test_before_start_it_takes_turns(self) -> None:
-        policy = LeastLoadedPolicy(Settings(policy="least_loaded"))
-        assert Counter(route(policy, RoutedCounts()) for _ in range(40)) == dict.fromkeys(
-            QUEUES, 10
-        )
+        policy, routed = least_loaded(None)
+        assert Counter(route(policy, routed) for _ in range(40)) == dict.fromkeys(QUEUES, 10)
 
 
 class TestPowerOfTwo:
     def policy(self, depths: dict[str, int], seed: int = 1) -> tuple[PowerOfTwoPolicy, Any]:
         policy = PowerOfTwoPolicy(Settings(policy="p2c", seed=seed))
         sampler = StubSampler(depths)
-        policy.sampler = sampler  # type: ignore[assignment]
-        policy.routed = RoutedCounts()
+        policy.estimate.sampler = sampler  # type: ignore[assignment]
+        policy.estimate.routed = RoutedCounts()
         return policy, sampler
 
     def test_never_picks_the_longest_of_two(self) -> None:
         # Given two queues, one far longer
         policy, _ = self.policy({QA: 100, QB: 0})
-        routed = policy.routed
+        routed = policy.estimate.routed
         assert routed is not None
         # Then the short one gets tasks until the estimates meet
         picks = [route(policy, routed, (QA, QB)) for _ in range(100)]
@@ -93,7 +118,7 @@ class TestPowerOfTwo:
     def test_counts_own_routes_since_the_sample(self) -> None:
         # Given equal sampled depths and no new sample for 10,000 tasks
         policy, _ = self.policy(dict.fromkeys(QUEUES, 0))
-        routed = policy.routed
+        routed = policy.estimate.routed
         assert routed is not None
         # When 10,000 tasks are routed
         counts = Counter(route(policy, routed) for _ in range(10_000))
@@ -103,17 +128,17 @@ class TestPowerOfTwo:
     def test_a_new_sample_replaces_the_estimate(self) -> None:
         # Given 40 tasks routed over two queues since the last sample
         policy, sampler = self.policy({QA: 0, QB: 0})
-        routed = policy.routed
+        routed = policy.estimate.routed
         assert routed is not None
         for _ in range(40):
             route(policy, routed, (QA, QB))
-        assert policy.load(QA) + policy.load(QB) == 40
+        assert policy.estimate.load(QA) + policy.estimate.load(QB) == 40
         # When a new sample says A drained and B holds 30
         sampler.set({QA: 0, QB: 30})
         # Then the estimate starts again from the sample
-        assert (policy.load(QA), policy.load(QB)) == (0, 30)
+        assert (policy.estimate.load(QA), policy.estimate.load(QB)) == (0, 30)
         assert route(policy, routed, (QA, QB)) == QA
-        assert policy.load(QA) == 1
+        assert policy.estimate.load(QA) == 1
 
     def test_one_queue(self) -> None:
         policy, _ = self.policy({QA: 3})

@@ -22,17 +22,14 @@ from kombu.utils.json import dumps as kombu_dumps
 
 from rfqueue.handoff import Handoff
 from rfqueue.stranded import BrokerLayout
-from tests.unit.test_stranded import PREFIXED, Broker, kombu_broker
+from tests.unit.kombu_fakes import PREFIXED, Broker, broker_on, kombu_broker
 
 QUEUE, OTHER = "rfqueue.w1@h", "rfqueue.w2@h"
 GONE = "Error 111 connecting to redis: Connection refused."
 REDELIVERED = ', "redelivered": true'
 
 
-@pytest.fixture
-def broker(server: fakeredis.FakeServer) -> Iterator[Broker]:
-    with kombu_broker(server) as b:
-        yield b
+broker = pytest.fixture(broker_on, name="broker")
 
 
 @pytest.fixture
@@ -52,11 +49,24 @@ def kombu_channel(broker: Broker) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def redis_goes_away() -> Iterator[redis.ConnectionError]:
-    """Every Redis pipeline fails as on a lost connection (a single RPOP still works)."""
-    error = redis.ConnectionError(GONE)
+def redis_goes_away(error: redis.RedisError | None = None) -> Iterator[redis.RedisError]:
+    """Every Redis pipeline fails with ``error``, by default as on a lost connection.
+
+    A single command such as kombu's RPOP still works: Redis goes away in between.
+    """
+    error = error or redis.ConnectionError(GONE)
     with mock.patch.object(redis.client.Pipeline, "execute", side_effect=error):
         yield error
+
+
+def pop_as_redis_goes_away(channel: Any, queue: str) -> None:
+    """kombu pops the next message of ``queue`` and Redis goes away before the unacked write.
+
+    kombu sees the very error of the lost connection, raised through any wrapper.
+    """
+    with redis_goes_away() as error, pytest.raises(redis.ConnectionError) as raised:
+        channel.basic_get(queue, no_ack=False)
+    assert raised.value is error
 
 
 def hold(handoff: Handoff, channel: Any, queue: str) -> str:
@@ -64,10 +74,16 @@ def hold(handoff: Handoff, channel: Any, queue: str) -> str:
     raw = channel.client.lindex(channel._q_for_pri(queue, 0), -1)
     raw = raw.decode() if isinstance(raw, bytes) else raw
     handoff.wrap(channel)
-    with redis_goes_away() as error, pytest.raises(redis.ConnectionError) as raised:
-        channel.basic_get(queue, no_ack=False)
-    assert raised.value is error
+    pop_as_redis_goes_away(channel, queue)
     return str(raw)
+
+
+def fail_to_put_back(handoff: Handoff, server: fakeredis.FakeServer, client: Any) -> None:
+    """The handoff puts back while Redis is still away, which fails; then Redis comes back."""
+    server.connected = False
+    with pytest.raises(redis.ConnectionError):
+        handoff.put_back(client, BrokerLayout())
+    server.connected = True
 
 
 def ids(messages: list[Any]) -> list[str]:
@@ -126,11 +142,8 @@ def test_a_delivery_cut_off_by_a_redis_timeout_is_held_too(
     with kombu_channel(broker) as channel:
         handoff.wrap(channel)
         # When the unacked write times out (Redis hangs rather than refuses)
-        error = redis.TimeoutError("Timeout reading from socket")
-        with (
-            mock.patch.object(redis.client.Pipeline, "execute", side_effect=error),
-            pytest.raises(redis.TimeoutError),
-        ):
+        timeout = redis.TimeoutError("Timeout reading from socket")
+        with redis_goes_away(timeout), pytest.raises(redis.TimeoutError):
             channel.basic_get(QUEUE, no_ack=False)
         # Then the handoff holds it (kombu counts a timeout as a lost connection)
         assert len(handoff) == 1
@@ -146,8 +159,7 @@ def test_wrapping_a_channel_twice_wraps_it_once(broker: Broker, handoff: Handoff
         handoff.wrap(channel)
         # Then append is the first wrapper, and a failed delivery is held once
         assert channel.qos.append is wrapped
-        with redis_goes_away(), pytest.raises(redis.ConnectionError):
-            channel.basic_get(QUEUE, no_ack=False)
+        pop_as_redis_goes_away(channel, QUEUE)
         assert len(handoff) == 1
 
 
@@ -159,8 +171,7 @@ def test_a_new_channel_after_a_reconnect_is_wrapped_too(broker: Broker, handoff:
     # When the consumer reconnects on a new channel, wrapped in turn
     with kombu_channel(broker) as second:
         handoff.wrap(second)
-        with redis_goes_away(), pytest.raises(redis.ConnectionError):
-            second.basic_get(QUEUE, no_ack=False)
+        pop_as_redis_goes_away(second, QUEUE)
     # Then the message it could not record is held
     assert len(handoff) == 1
 
@@ -226,8 +237,7 @@ def test_a_held_message_goes_back_to_the_list_of_its_priority(
         [held_id, *backlog] = b.send(QUEUE, 3, priority=7)
         with kombu_channel(b) as channel:
             handoff.wrap(channel)
-            with redis_goes_away(), pytest.raises(redis.ConnectionError):
-                channel.basic_get(QUEUE, no_ack=False)
+            pop_as_redis_goes_away(channel, QUEUE)
         # When it is put back
         handoff.put_back(client, layout)
         # Then it waits in its priority's list, under the broker's prefix, consumed first
@@ -275,15 +285,12 @@ def test_a_failed_put_back_keeps_every_message_for_the_next_attempt(
     # Given two tasks held as Redis went away
     sent = broker.send(QUEUE, 2)
     with kombu_channel(broker) as channel:
-        hold(handoff, channel, QUEUE)
-        hold(handoff, channel, QUEUE)
+        for _ in range(2):
+            hold(handoff, channel, QUEUE)
     # When the put back fails because Redis is still away
-    server.connected = False
-    with pytest.raises(redis.ConnectionError):
-        handoff.put_back(client, BrokerLayout())
+    fail_to_put_back(handoff, server, client)
     # Then both are still held and nothing was written
     assert len(handoff) == 2
-    server.connected = True
     assert client.llen(QUEUE) == 0
     # and the next attempt puts both back, each once
     assert handoff.put_back(client, BrokerLayout()) == 2
@@ -298,10 +305,7 @@ def test_a_message_held_after_a_failed_put_back_goes_back_after_the_older_ones(
     sent = broker.send(QUEUE, 2)
     with kombu_channel(broker) as channel:
         hold(handoff, channel, QUEUE)
-        server.connected = False
-        with pytest.raises(redis.ConnectionError):
-            handoff.put_back(client, BrokerLayout())
-        server.connected = True
+        fail_to_put_back(handoff, server, client)
         hold(handoff, channel, QUEUE)
     # When the put back succeeds
     assert handoff.put_back(client, BrokerLayout()) == 2

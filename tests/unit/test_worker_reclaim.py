@@ -23,7 +23,7 @@ from rfqueue.snapshot import Snapshot
 from rfqueue.stranded import StrandedMessages
 from rfqueue.table import FailureTable
 from rfqueue.worker import running_delivery_tags
-from tests.unit.test_stranded import TASK, Broker, kombu_broker
+from tests.unit.kombu_fakes import TASK, Broker, kombu_broker
 
 OWN, OTHER = "rfqueue.w1@h", "rfqueue.w2@h"
 
@@ -59,16 +59,6 @@ def active() -> Iterator[list[Any]]:
         state.active_requests.discard(request)
 
 
-def take(broker: Broker, queue: str, count: int) -> list[Any]:
-    """kombu delivers ``count`` messages of ``queue``, unacked, and never hands them back."""
-    with broker.app.connection_for_read() as conn:
-        channel = conn.default_channel
-        taken = [channel.basic_get(queue, no_ack=False) for _ in range(count)]
-        channel.qos.restore_at_shutdown = False
-    assert all(m is not None for m in taken)
-    return taken
-
-
 def unacked_ids(client: Any) -> dict[str, str]:
     """Task id of each unacked entry, by delivery tag."""
     return {
@@ -91,7 +81,7 @@ def test_reclaim_takes_back_own_unacked_tasks_except_the_held_ones(
 ) -> None:
     # Given 3 tasks of this worker delivered and unacked; its pool still runs the second
     sent = broker.send(OWN, 3)
-    taken = take(broker, OWN, 3)
+    taken = broker.take(OWN, 3)
     running = taken[1]
     # When the worker reconnects and reclaims, holding that one's delivery tag
     rescuer.reclaim(OWN, held={running.delivery_tag})
@@ -109,8 +99,8 @@ def test_reclaim_leaves_other_queues_unacked_tasks_alone(
     # Given unacked tasks of this worker and of another worker
     [own] = broker.send(OWN, 1)
     others = broker.send(OTHER, 2)
-    take(broker, OWN, 1)
-    taken_by_other = take(broker, OTHER, 2)
+    broker.take(OWN, 1)
+    taken_by_other = broker.take(OTHER, 2)
     # When this worker reclaims with nothing running
     rescuer.reclaim(OWN, held=set())
     # Then only its own task went back, to its own queue; the other's stay unacked
@@ -125,7 +115,7 @@ def test_reclaim_logs_what_it_took_back(
 ) -> None:
     # Given two unacked tasks of this worker
     broker.send(OWN, 2)
-    take(broker, OWN, 2)
+    broker.take(OWN, 2)
     # When it reclaims
     with caplog.at_level(logging.INFO, logger="rfqueue.rescue"):
         rescuer.reclaim(OWN)
@@ -159,7 +149,7 @@ def test_running_delivery_tags_are_those_of_celerys_active_requests(
 ) -> None:
     # Given two delivered tasks that the pool runs (Celery's requests in active_requests)
     broker.send(OWN, 3)
-    first, second, _reserved = take(broker, OWN, 3)
+    first, second, _reserved = broker.take(OWN, 3)
     run(active, broker, first)
     run(active, broker, second)
     # When the running delivery tags are read
@@ -202,7 +192,7 @@ def test_no_active_request_means_no_tag(active: list[Any]) -> None:
 def test_a_finished_request_is_no_longer_running(broker: Broker, active: list[Any]) -> None:
     # Given a task the pool ran, whose request Celery then let go
     broker.send(OWN, 1)
-    [message] = take(broker, OWN, 1)
+    [message] = broker.take(OWN, 1)
     run(active, broker, message)
     assert running_delivery_tags() == {message.delivery_tag}
     # When the request is gone from active_requests (the task finished)
@@ -216,7 +206,7 @@ def test_reclaim_keeps_what_the_pool_runs_after_a_reconnect(
 ) -> None:
     # Given 3 delivered tasks: the pool runs one, the other two were dropped by Celery
     sent = broker.send(OWN, 3)
-    running, *dropped = take(broker, OWN, 3)
+    running, *dropped = broker.take(OWN, 3)
     run(active, broker, running)
     # When the consumer reconnects and reclaims what its pool does not run
     rescuer.reclaim(OWN, held=running_delivery_tags())

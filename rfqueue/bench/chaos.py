@@ -94,7 +94,7 @@ def window(bench: Bench, task: Any, seconds: float, chaos: Sequence[str] | None)
 
 def run(bench: Bench, names: Sequence[str]) -> list[Row]:
     """p99 with chaos over p99 without, median over alternating window pairs."""
-    runs, seconds = bench.pick((1, 8.0), (3, 30.0))
+    runs, seconds = bench.pick((1, 6.0), (3, 30.0))
     app = rfqueue_app(bench.url)
     task = app.task(name="bench.latency", shared=False)(latency)
     router = app.conf.task_routes[0]

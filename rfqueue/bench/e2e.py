@@ -66,7 +66,7 @@ def one_run(bench: Bench, plain: bool, count: int) -> float:
 
 
 def run(bench: Bench) -> list[Row]:
-    runs, count = bench.pick((1, 400), (6, 2500))
+    runs, count = bench.pick((1, 300), (6, 2500))
     ours: list[float] = []
     plain: list[float] = []
     for i in range(runs):

@@ -57,10 +57,10 @@ def run(bench: Bench) -> list[Row]:
     ours, static = task_of(rfqueue_app(bench.url)), task_of(static_app(bench.url))
     ours.apply_async((0,))  # connect, declare and load the snapshot before timing
     static.apply_async((0,))
-    rounds, count = bench.pick((5, 200), (25, 800))
+    rounds, count = bench.pick((4, 150), (25, 800))
     loop_s, static_s = paired(bench, rounds, loop(ours, count), loop(static, count))
     throughput = [s / o for o, s in zip(loop_s, static_s, strict=True)]
-    batch_rounds, batch_count = bench.pick((3, 500), (15, 2000))
+    batch_rounds, batch_count = bench.pick((3, 400), (15, 2000))
     items = [(n,) for n in range(batch_count)]
     loop_b, batch_b = paired(
         bench, batch_rounds, loop(ours, batch_count), lambda: dispatch_many(ours, items)

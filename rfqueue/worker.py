@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -29,6 +30,7 @@ from rfqueue.router import snapshot_for
 from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
 from rfqueue.table import FailureTable
+from rfqueue.wake import wake_blocked_read
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ class Enforcer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._warn = RateLimitedWarning(logger)
+        #: called in the event loop right after the queue is consumed again
+        self.on_resume: Callable[[Any], object] | None = None
+        self._resuming = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -139,12 +144,19 @@ class Enforcer:
         if consumer is None or consumer.task_consumer is None:
             return
         consuming = consumer.task_consumer.consuming_from(self.queue)
-        if self._should_consume() and not consuming:
-            logger.info("rfqueue: %s resumes consuming %s", self.nodename, self.queue)
-            consumer.add_task_queue(self.queue)
-        elif not self._should_consume() and consuming:
-            logger.info("rfqueue: %s pauses until %s", self.nodename, self._until())
-            consumer.cancel_task_queue(self.queue)
+        if self._should_consume():
+            if not consuming:
+                logger.info("rfqueue: %s resumes consuming %s", self.nodename, self.queue)
+                consumer.add_task_queue(self.queue)
+            if self._resuming and self.on_resume is not None:
+                # Also when remote control re-added the queue before this ran.
+                self.on_resume(consumer)
+            self._resuming = False
+        else:
+            self._resuming = True
+            if consuming:
+                logger.info("rfqueue: %s pauses until %s", self.nodename, self._until())
+                consumer.cancel_task_queue(self.queue)
 
     def _should_consume(self) -> bool:
         # Unknown (Redis never reached) means consume: rfqueue fails open.
@@ -191,6 +203,9 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
             self.rescuer = start_rescuer(
                 c.app, self.settings, self.enforcer.snapshot, self.enforcer.queue
             )
+            if self.rescuer is not None:
+                broker = self.rescuer.messages.client
+                self.enforcer.on_resume = lambda consumer: wake_blocked_read(consumer, broker)
         else:  # a reconnect: what was received but not started is lost to Celery
             self.rescuer.reclaim(self.enforcer.queue, held=running_delivery_tags())
         if self.rescuer is not None and len(handoff):

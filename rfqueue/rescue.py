@@ -33,6 +33,7 @@ import redis
 from rfqueue.entry import Entry, Reason
 from rfqueue.log import RateLimitedWarning
 from rfqueue.policies import Policy, create_policy
+from rfqueue.routed import RoutedCounts
 from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
 from rfqueue.stranded import BrokerLayout, StrandedMessages
@@ -209,10 +210,13 @@ def start_rescuer(
     messages = StrandedMessages(
         client, BrokerLayout.from_transport_options(app.conf.broker_transport_options)
     )
+    policy = create_policy(settings)
+    # Its own counts: moved tasks are not routed by this process's router.
+    policy.start(snapshot, RoutedCounts())
     rescuer = Rescuer(
         snapshot,
         messages,
-        policy_chooser(create_policy(settings)),
+        policy_chooser(policy),
         settings.heartbeat_timeout,
         settings.rescue_interval,
     )

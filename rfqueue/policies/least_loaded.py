@@ -54,15 +54,12 @@ class LoadEstimate:
         return sampler.depths.get(queue, 0) + routed.count(queue) - self._base.get(queue, 0)
 
 
-class LeastLoadedPolicy(Policy):
-    """Smallest estimated depth wins; ties take turns."""
-
-    name = "least_loaded"
+class EstimatingPolicy(Policy):
+    """A policy that chooses by :class:`LoadEstimate` (``least_loaded``, ``p2c``)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.estimate = LoadEstimate()
-        self._turn = itertools.count()
 
     @property
     def sampler(self) -> DepthSampler | None:
@@ -71,6 +68,16 @@ class LeastLoadedPolicy(Policy):
     def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
         """Start sampling depths; read this router's routed counts."""
         self.estimate.start(snapshot, routed, self.settings)
+
+
+class LeastLoadedPolicy(EstimatingPolicy):
+    """Smallest estimated depth wins; ties take turns."""
+
+    name = "least_loaded"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._turn = itertools.count()
 
     def choose(
         self,

@@ -14,17 +14,13 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rfqueue.depth import DepthSampler
-from rfqueue.policies import Policy
-from rfqueue.policies.least_loaded import LoadEstimate
+from rfqueue.policies.least_loaded import EstimatingPolicy
 
 if TYPE_CHECKING:
-    from rfqueue.routed import RoutedCounts
     from rfqueue.settings import Settings
-    from rfqueue.snapshot import Snapshot
 
 
-class PowerOfTwoPolicy(Policy):
+class PowerOfTwoPolicy(EstimatingPolicy):
     """The lower of two random up queues by sampled depth plus own routes since the sample."""
 
     name = "p2c"
@@ -32,15 +28,6 @@ class PowerOfTwoPolicy(Policy):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._random = random.Random(settings.seed).random
-        self.estimate = LoadEstimate()
-
-    @property
-    def sampler(self) -> DepthSampler | None:
-        return self.estimate.sampler
-
-    def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
-        """Start sampling depths; read this router's routed counts."""
-        self.estimate.start(snapshot, routed, self.settings)
 
     def choose(
         self,

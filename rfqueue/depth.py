@@ -35,20 +35,24 @@ def queue_lists(
 
 
 def queue_depths(
-    client: Any, queues: Iterable[str], steps: Sequence[int] = PRIORITY_STEPS
+    client: Any,
+    queues: Iterable[str],
+    steps: Sequence[int] = PRIORITY_STEPS,
+    lists: Callable[[str], list[str]] | None = None,
 ) -> dict[str, int]:
-    """Depth of each queue, priority lists included, in one pipelined round trip."""
-    names = list(queues)
+    """Depth of each queue, priority lists included, in one pipelined round trip.
+
+    ``lists`` names a queue's Redis lists (default: :func:`queue_lists` with ``steps``);
+    pass a broker layout's own to honour a key prefix or another separator.
+    """
+    lists_of = lists or (lambda queue: queue_lists(queue, steps))
+    keys = {queue: lists_of(queue) for queue in queues}
     pipe = client.pipeline(transaction=False)
-    for queue in names:
-        for key in queue_lists(queue, steps):
+    for names in keys.values():
+        for key in names:
             pipe.llen(key)
-    lengths = pipe.execute()
-    width = len(steps)
-    return {
-        queue: sum(int(n) for n in lengths[i * width : (i + 1) * width])
-        for i, queue in enumerate(names)
-    }
+    lengths = iter(pipe.execute())
+    return {queue: sum(int(next(lengths)) for _ in names) for queue, names in keys.items()}
 
 
 class DepthSampler:

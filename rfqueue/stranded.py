@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from rfqueue.depth import PRIORITY_SEP, PRIORITY_STEPS, queue_lists
+from rfqueue.depth import PRIORITY_SEP, PRIORITY_STEPS, queue_depths, queue_lists
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +84,7 @@ class StrandedMessages:
 
     def depths(self, queues: Sequence[str]) -> dict[str, int]:
         """Messages waiting in each queue, priority lists included."""
-        pipe = self.client.pipeline(transaction=False)
-        for queue in queues:
-            for key in self.layout.lists(queue):
-                pipe.llen(key)
-        lengths = iter(pipe.execute())
-        width = len(self.layout.steps)
-        return {queue: sum(int(next(lengths)) for _ in range(width)) for queue in queues}
+        return queue_depths(self.client, queues, lists=self.layout.lists)
 
     def move(self, source: str, choose: Chooser) -> Counter[str]:
         """Move every message waiting in ``source``, each to the queue ``choose()`` names.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ from rich.table import Table
 
 from rfqueue.bench.cli import bench
 from rfqueue.chaos import ChaosJob, ChaosRefused
+from rfqueue.cli_types import finite
 from rfqueue.control import RemoteControl
 from rfqueue.demo_command import demo
 from rfqueue.entry import Entry, Reason, State
@@ -77,13 +77,6 @@ def _load_app(path: str | None) -> Any:
         return find_app(path)
     except Exception as exc:
         raise click.BadParameter(f"cannot load {path!r}: {exc}", param_hint="'--app'") from None
-
-
-def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Reject NaN and infinity, which FloatRange lets through."""
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number")
-    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -219,7 +212,7 @@ def _clock(when: float | None) -> str:
     "seconds",
     required=True,
     type=click.FloatRange(min=0, min_open=True),
-    callback=_finite,
+    callback=finite,
     metavar="SECONDS",
     help="How long the pause lasts (every pause expires).",
 )
@@ -279,7 +272,7 @@ def _known(obj: Context, worker: str, change: Change) -> Entry:
 @click.option(
     "--probability",
     type=click.FloatRange(0, 1),
-    callback=_finite,
+    callback=finite,
     help="Override chaos_probability.",
 )
 @click.option("--seed", type=int, help="Override the seed.")

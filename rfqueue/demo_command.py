@@ -7,19 +7,12 @@ line and exit code 1; Ctrl-C with exit code 130 after everything stopped.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
+from rfqueue.cli_types import finite
 from rfqueue.settings import SettingsError
-
-
-def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Reject NaN and infinity, which FloatRange lets through."""
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number")
-    return value
 
 
 def _free_port(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
@@ -46,7 +39,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default=200.0,
     show_default=True,
     type=POSITIVE,
-    callback=_finite,
+    callback=finite,
     help="Tasks per second.",
 )
 @click.option(
@@ -54,7 +47,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default=30.0,
     show_default=True,
     type=POSITIVE,
-    callback=_finite,
+    callback=finite,
     help="Seconds of producing.",
 )
 @click.option("--seed", type=int, help="Seed for reproducible chaos.")
@@ -64,7 +57,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default=2.0,
     show_default=True,
     type=POSITIVE,
-    callback=_finite,
+    callback=finite,
     help="Seconds between chaos ticks.",
 )
 @click.option(
@@ -72,7 +65,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default=0.6,
     show_default=True,
     type=click.FloatRange(0, 1),
-    callback=_finite,
+    callback=finite,
     help="Chance that a tick pauses a worker.",
 )
 @click.option(
@@ -80,7 +73,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default=2.0,
     show_default=True,
     type=POSITIVE,
-    callback=_finite,
+    callback=finite,
     help="Shortest chaos pause (s).",
 )
 @click.option(
@@ -88,7 +81,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default=6.0,
     show_default=True,
     type=POSITIVE,
-    callback=_finite,
+    callback=finite,
     help="Longest chaos pause (s).",
 )
 @click.option(

@@ -150,9 +150,8 @@ def serve(settings: Settings, host: str, port: int) -> tuple[Any, Any]:
 
     snapshot = snapshot_for(settings)
     snapshot.ensure_started()
-    table = FailureTable(settings.redis_client(), settings.namespace, settings.events_max)
     registry = CollectorRegistry()
-    registry.register(TableCollector(settings, table, snapshot))
+    registry.register(TableCollector(settings, snapshot.table, snapshot))
     return start_http_server(port, addr=host, registry=registry)
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
 import redis
-from kombu.utils.url import maybe_sanitize_url
 
 from rfqueue.keys import DEFAULT_NAMESPACE
+from rfqueue.redis_connect import connect, is_sentinel_url, masked_url, parse_sentinel_url
+from rfqueue.replication import ReplicaAcks
 
 NoWorkerUp = Literal["spread", "fallback", "error"]
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -33,6 +33,12 @@ class Settings:
 
     #: Redis holding the failure table; defaults to the broker URL when that is Redis
     redis_url: str = DEFAULT_REDIS_URL
+    #: with a ``sentinel://`` redis_url: the name of the master the Sentinels monitor
+    sentinel_master: str = ""
+    #: replicas that must confirm each state change (``WAIT``); unset: 1 through Sentinel, else 0
+    replica_acks: int | None = None
+    #: how long a state change waits for its replicas to confirm it (seconds)
+    replica_timeout: float = 0.5
     #: prefix of every key, so several fleets can share one Redis
     namespace: str = DEFAULT_NAMESPACE
     #: each worker consumes ``queue_prefix + nodename``
@@ -102,7 +108,8 @@ class Settings:
         """Build settings from a Celery config, the environment and explicit overrides."""
         conf = conf or {}
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {"redis_url": default_redis_url(conf, environ)}
+        broker_default = default_redis_url(conf, environ)
+        values: dict[str, Any] = {"redis_url": broker_default}
         for f in fields(cls):
             if f"rfqueue_{f.name}" in conf and conf[f"rfqueue_{f.name}"] is not None:
                 values[f.name] = _coerce(f, conf[f"rfqueue_{f.name}"], f"rfqueue_{f.name}")
@@ -112,6 +119,8 @@ class Settings:
         for name, value in overrides.items():
             if value is not None:
                 values[name] = _coerce(_field(name), value, f"rfqueue_{name}")
+        if values["redis_url"] == broker_default and "sentinel_master" not in values:
+            values["sentinel_master"] = default_sentinel_master(conf, broker_default)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
@@ -124,11 +133,19 @@ class Settings:
 
     @property
     def safe_redis_url(self) -> str:
-        """The Redis URL with its password masked, for logs and status output."""
-        return str(maybe_sanitize_url(self.redis_url))
+        """The Redis URL with its password masked (every part of a Sentinel URL), for output."""
+        return masked_url(self.redis_url)
+
+    @property
+    def change_acks(self) -> ReplicaAcks:
+        """Replicas that confirm each state change: ``replica_acks``, else 1 through Sentinel."""
+        wanted = self.replica_acks
+        if wanted is None:
+            wanted = 1 if is_sentinel_url(self.redis_url) else 0
+        return ReplicaAcks(wanted, self.replica_timeout)
 
     def redis_client(self, **kwargs: Any) -> redis.Redis:
-        """A client for the table's Redis with rfqueue's socket timeouts."""
+        """A client for the table's Redis (its master, through Sentinel) with rfqueue's timeouts."""
         options: dict[str, Any] = {
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_timeout,
@@ -136,16 +153,24 @@ class Settings:
             "decode_responses": True,
         }
         options.update(kwargs)
-        return redis.Redis.from_url(self.redis_url, **options)
+        return connect(self.redis_url, sentinel_master=self.sentinel_master, **options)
 
 
 def default_redis_url(conf: Mapping[str, Any], environ: Mapping[str, str]) -> str:
-    """The broker URL when it is Redis, else the local default."""
+    """The broker URL when it is Redis (or Redis through Sentinel), else the local default."""
     # As Celery does: a non-empty CELERY_BROKER_URL wins over the configured broker_url.
     broker = environ.get("CELERY_BROKER_URL") or conf.get("broker_url")
-    if isinstance(broker, str) and broker.split("://")[0] in ("redis", "rediss"):
+    if isinstance(broker, str) and broker.split("://")[0] in ("redis", "rediss", "sentinel"):
         return broker
     return DEFAULT_REDIS_URL
+
+
+def default_sentinel_master(conf: Mapping[str, Any], broker_url: str) -> str:
+    """For a Sentinel broker URL, the ``master_name`` Celery users already give kombu."""
+    options = conf.get("broker_transport_options") or {}
+    if not (is_sentinel_url(broker_url) and isinstance(options, Mapping)):
+        return ""
+    return str(options.get("master_name") or "")
 
 
 def parse_max_paused(value: Any, name: str = "rfqueue_max_paused") -> int | float:
@@ -224,7 +249,23 @@ def validate(s: Settings) -> None:
     )
     _check(s.events_max >= 1, "events_max", "must be at least 1")
     _check(s.rescue_interval > 0, "rescue_interval", f"must be positive, got {s.rescue_interval}")
+    _validate_replication(s)
     _validate_chaos(s)
+
+
+def _validate_replication(s: Settings) -> None:
+    if is_sentinel_url(s.redis_url):
+        # No "redis_url" in the message: the CLI would blame --redis-url for it.
+        required = "required with a sentinel:// URL"
+        _check(bool(s.sentinel_master.strip()), "sentinel_master", required)
+    acks = s.replica_acks
+    _check(acks is None or acks >= 0, "replica_acks", f"must not be negative, got {acks}")
+    _check(s.replica_timeout > 0, "replica_timeout", f"must be positive, got {s.replica_timeout}")
+    _check(
+        s.change_acks.replicas == 0 or s.replica_timeout < s.socket_timeout,
+        "replica_timeout",
+        f"must be shorter than socket_timeout ({s.socket_timeout:g} s)",
+    )
 
 
 def _validate_chaos(s: Settings) -> None:
@@ -255,6 +296,12 @@ def _check(ok: bool, name: str, message: str) -> None:
 
 
 def _check_url(url: str) -> None:
+    if is_sentinel_url(url):
+        try:
+            parse_sentinel_url(url)
+        except ValueError as exc:
+            raise SettingsError(f"rfqueue_redis_url: cannot use {_masked(url)!r}: {exc}") from None
+        return
     try:
         options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
@@ -283,7 +330,4 @@ def _check_tls(url: str, options: dict[str, Any]) -> None:
 
 def _masked(url: str) -> str:
     """``url`` with its password masked, even when it cannot be parsed."""
-    try:
-        return str(maybe_sanitize_url(url))
-    except ValueError:  # e.g. a bad port: mask whatever sits between ':' and '@'
-        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1**@", url)
+    return masked_url(url)

@@ -17,12 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from rfqueue.entry import Entry, MalformedEntry, Reason
 from rfqueue.keys import Keys
+from rfqueue.replication import ReplicaAcks
+
+if TYPE_CHECKING:
+    from rfqueue.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +104,9 @@ class FailureTable:
     """Reads and changes the table of one namespace on one Redis connection."""
 
     SCRIPTS = ("register", "heartbeat", "pause", "resume", "down", "expire", "reap", "forget")
+    #: someone's decision, so it waits for ``acks``; beats, expiries and reaps are re-derived
+    #: from what survives within a beat or a rescue round, and run far too often to wait
+    DECISIONS = frozenset({"pause", "resume", "down", "forget"})
 
     def __init__(
         self,
@@ -108,8 +115,11 @@ class FailureTable:
         events_max: int = 1000,
         clock: Clock = time.time,
         heartbeat_timeout: float = 5.0,
+        acks: ReplicaAcks | None = None,
     ) -> None:
         self.client = client
+        #: replicas that must confirm a decision before it returns (see rfqueue.replication)
+        self.acks = acks or ReplicaAcks()
         self.keys = Keys(namespace)
         self.events_max = events_max
         self.clock = clock
@@ -119,12 +129,25 @@ class FailureTable:
             name: client.register_script(_script_source(name)) for name in self.SCRIPTS
         }
 
+    @classmethod
+    def from_settings(cls, s: Settings) -> FailureTable:
+        """The table ``s`` names, on a new client, its decisions confirmed as ``s`` says."""
+        return cls(
+            s.redis_client(),
+            s.namespace,
+            s.events_max,
+            heartbeat_timeout=s.heartbeat_timeout,
+            acks=s.change_acks,
+        )
+
     # -- changes -------------------------------------------------------------------
 
     def _run(self, script: str, *args: Any) -> Any:
         argv = [self.keys.channel, self.events_max, repr(self.clock()), *args]
-        raw = self._scripts[script](keys=self.keys.table_keys(), args=argv)
-        return json.loads(raw)
+        keys = self.keys.table_keys()
+        if script in self.DECISIONS:
+            return json.loads(self.acks.run(self._scripts[script], keys, argv))
+        return json.loads(self._scripts[script](keys=keys, args=argv))
 
     def _change(self, script: str, *args: Any) -> Change:
         reply = self._run(script, *args)

@@ -21,7 +21,7 @@ import pytest
 
 from rfqueue.fleet import Fleet, ManagedProcess, RedisServer
 from tests.conftest import FAST
-from tests.integration.conftest import ROOT, redis_client  # noqa: F401  (fixture)
+from tests.integration.conftest import LEDGER, ROOT, redis_client  # noqa: F401  (fixture)
 
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 
@@ -57,6 +57,13 @@ def rabbitmqctl(*args: str) -> None:
     assert out.returncode == 0, f"rabbitmqctl {' '.join(args)}: {out.stderr}{out.stdout}"
 
 
+def rabbitmqctl_output(*args: str) -> list[list[str]]:
+    """Rows of a ``rabbitmqctl list_*`` command, without its header lines."""
+    argv = ["rabbitmqctl", "-q", "--no-table-headers", *args]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    return [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
+
+
 @pytest.fixture
 def amqp_url() -> Iterator[str]:
     """``amqp://`` URL of a fresh virtual host for this test; deleted afterwards."""
@@ -80,9 +87,9 @@ def amqp_fleet(amqp_url: str, redis_server: RedisServer, tmp_path: Path) -> Iter
 
 
 def start_producer(
-    fleet: Fleet, count: int, rate: float = 200, sleep: float = 0.0
+    fleet: Fleet, count: int, rate: float = 200, sleep: float = 0.0, ledger: str = LEDGER
 ) -> ManagedProcess:
     """The compose producer's command (``python -m workers.producer``) on the fleet's broker."""
     argv = [sys.executable, "-m", "workers.producer", "--rate", str(rate), "--duration", "60"]
-    argv += ["--count", str(count), "--sleep", str(sleep)]
+    argv += ["--count", str(count), "--sleep", str(sleep), "--ledger", ledger]
     return ManagedProcess(argv, fleet.workdir / "producer.log", fleet.env, ROOT)

@@ -71,17 +71,19 @@ def ledger(client: Any, key: str = LEDGER) -> list[dict[str, Any]]:
     return [json.loads(line) for line in client.lrange(key, 0, -1)]
 
 
-def wait_for_seqs(client: Any, expected: set[int], timeout: float) -> list[dict[str, Any]]:
-    """Wait until every seq in ``expected`` ran at least once; return the ledger."""
+def wait_for_seqs(
+    client: Any, expected: set[int], timeout: float, key: str = LEDGER
+) -> list[dict[str, Any]]:
+    """Wait until every seq in ``expected`` ran at least once; return the ledger ``key``."""
 
     def done() -> list[dict[str, Any]] | None:
-        lines = ledger(client)
+        lines = ledger(client, key)
         return lines if expected <= {line["seq"] for line in lines} else None
 
     try:
         return wait_for(done, timeout, interval=0.2, what="all tasks to complete")
     except TimeoutError:
-        missing = expected - {line["seq"] for line in ledger(client)}
+        missing = expected - {line["seq"] for line in ledger(client, key)}
         raise AssertionError(
             f"{len(missing)} tasks never completed: {sorted(missing)[:20]}"
         ) from None

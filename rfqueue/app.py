@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import signals
 
+from rfqueue.brokers import BrokerRefused, broker_for
 from rfqueue.chaos import chaos_overrides, run_tick
 from rfqueue.inbound import MalformedMessageGuard
 from rfqueue.keys import Keys
@@ -16,6 +18,18 @@ from rfqueue.worker import RfqueueStep, add_dedicated_queue
 
 CHAOS_TASK = "rfqueue.chaos"
 CHAOS_SCHEDULE_ENTRY = "rfqueue-chaos"
+
+
+def check_broker_login(conf: Any, settings: Settings) -> None:
+    """Stop a starting worker with one line (exit 2) when the broker refuses its login."""
+    broker = broker_for(conf, settings.socket_timeout)
+    if broker is None:
+        return
+    try:
+        broker.check_login()
+    except BrokerRefused as exc:
+        print(f"rfqueue: error: broker_url: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def install(app: Any, **settings: Any) -> Settings:
@@ -62,7 +76,9 @@ def install(app: Any, **settings: Any) -> Settings:
 
     def after_setup(sender: str, instance: Any, **_: Any) -> None:
         if instance.app is app:
-            add_dedicated_queue(instance, Settings.load(app.conf))
+            settings = Settings.load(app.conf)
+            check_broker_login(app.conf, settings)
+            add_dedicated_queue(instance, settings)
 
     signals.celeryd_after_setup.connect(after_setup, weak=False)
     return resolved

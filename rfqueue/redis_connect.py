@@ -26,6 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from kombu.utils.url import maybe_sanitize_url
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 #: the port a Sentinel listens on when the URL does not say
@@ -157,7 +159,8 @@ def connect(
     """A client for the Redis ``url`` names; for a Sentinel URL, for the master ``sentinel_master``.
 
     ``client_options`` go to every connection to the Redis itself (timeouts, retries,
-    ``decode_responses``); Sentinels get its ``socket_*`` options, or ``sentinel_kwargs``.
+    ``decode_responses``); Sentinels get its ``socket_*`` options and no retries (the next
+    Sentinel is the retry), or ``sentinel_kwargs``.
     Nothing connects until the first command.
     """
     if not is_sentinel_url(url):
@@ -167,7 +170,7 @@ def connect(
     target = parse_sentinel_url(url)
     sentinel = _NamedSentinel(
         list(target.sentinels),
-        sentinel_kwargs=dict(sentinel_kwargs) if sentinel_kwargs is not None else None,
+        sentinel_kwargs=_sentinel_options(client_options, sentinel_kwargs),
         username=target.username,
         password=target.password,
         db=target.db,
@@ -175,3 +178,15 @@ def connect(
     )
     client: redis.Redis = sentinel.master_for(sentinel_master)  # type: ignore[no-untyped-call]
     return client
+
+
+def _sentinel_options(
+    client_options: Mapping[str, Any], sentinel_kwargs: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """How to talk to the Sentinels: ``sentinel_kwargs``, else the client's ``socket_*`` options."""
+    if sentinel_kwargs is not None:
+        return dict(sentinel_kwargs)
+    options = {k: v for k, v in client_options.items() if k.startswith("socket_")}
+    # redis-py asks the next Sentinel when one fails; its default of ten retries with
+    # backoff per Sentinel would only delay that by seconds.
+    return {**options, "retry": Retry(NoBackoff(), 0)}

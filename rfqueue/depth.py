@@ -55,6 +55,13 @@ def queue_depths(
     return {queue: sum(int(next(lengths)) for _ in names) for queue, names in keys.items()}
 
 
+def redis_depth_reader(
+    client: Any, steps: Sequence[int] = PRIORITY_STEPS
+) -> Callable[[Sequence[str]], dict[str, int]]:
+    """:func:`queue_depths` over ``client``, as a :class:`DepthSampler` reads them."""
+    return lambda queues: queue_depths(client, queues, steps)
+
+
 class DepthSampler:
     """Queue depths that a background thread re-reads every ``interval`` seconds.
 
@@ -64,21 +71,19 @@ class DepthSampler:
     Redis cannot be reached the last depths stay and a rate-limited warning says so.
     After ``fork()`` the child has no thread until :meth:`ensure_started` runs there.
 
-    ``client`` must reach the broker's Redis: the router passes the failure table's
-    client, which is the same server in the reference deployment (the broker URL is
-    the default ``redis_url``).
+    ``read`` returns the depth of each queue it is given: the broker's
+    :meth:`~rfqueue.brokers.Broker.depths` (Redis or RabbitMQ), or
+    :func:`redis_depth_reader` over a Redis client.
     """
 
     def __init__(
         self,
-        client: Any,
+        read: Callable[[Sequence[str]], dict[str, int]],
         queues: Callable[[], Iterable[str]],
         interval: float,
-        steps: Sequence[int] = PRIORITY_STEPS,
     ) -> None:
-        self.client = client
+        self.read = read
         self.interval = interval
-        self.steps = tuple(steps)
         self._queues = queues
         #: queue -> depth at the last successful read
         self.depths: dict[str, int] = {}
@@ -117,8 +122,8 @@ class DepthSampler:
         """Read every queue's depth now; on a Redis error keep the old ones and return False."""
         queues = list(self._queues())
         try:
-            depths = queue_depths(self.client, queues, self.steps) if queues else {}
-        except (redis.RedisError, OSError) as exc:
+            depths = self.read(queues) if queues else {}
+        except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
             self._warn("rfqueue: cannot read queue depths (%s); using the last ones", exc)
             return False
         self.depths = depths

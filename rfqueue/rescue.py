@@ -26,17 +26,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
+from rfqueue.brokers import Broker
 from rfqueue.entry import Entry, Reason
 from rfqueue.log import RateLimitedWarning
 from rfqueue.policies import Policy, create_policy
 from rfqueue.routed import RoutedCounts
 from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
-from rfqueue.stranded import BrokerLayout, StrandedMessages
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +64,14 @@ class Rescuer:
     def __init__(
         self,
         snapshot: Snapshot,
-        messages: StrandedMessages,
+        broker: Broker,
         choose: QueueChooser,
         heartbeat_timeout: float,
         interval: float = 0.5,
     ) -> None:
         self.snapshot = snapshot
         self.table = snapshot.table
-        self.messages = messages
+        self.broker = broker
         self.choose = choose
         self.heartbeat_timeout = heartbeat_timeout
         self.interval = interval
@@ -119,8 +118,8 @@ class Rescuer:
         are the delivery tags of tasks still running: they stay.
         """
         try:
-            taken = self.messages.restore_unacked({own_queue}, lambda: own_queue, held)
-        except (redis.RedisError, OSError) as exc:
+            taken = self.broker.restore_unacked({own_queue}, lambda: own_queue, held)
+        except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
             logger.warning("rfqueue: could not take back unacked tasks: %s", exc)
             return
         if taken:
@@ -142,8 +141,8 @@ class Rescuer:
         out = [e for e in self.snapshot.entries.values() if e.queue not in up]
         dead = frozenset(e.queue for e in out if self._dead(e, now))
         if dead and self._restore_due(dead):
-            report.restored = self.messages.restore_unacked(dead, lambda: self.choose(up))
-        depths = self.messages.depths([e.queue for e in out])
+            report.restored = self.broker.restore_unacked(dead, lambda: self.choose(up))
+        depths = self.broker.depths([e.queue for e in out])
         for queue, depth in depths.items():
             if depth:
                 self._move(queue, up, report)
@@ -178,7 +177,7 @@ class Rescuer:
         if not lock.acquire():
             return  # another process is moving this queue right now
         try:
-            moved = self.messages.move(queue, lambda: self.choose(up))
+            moved = self.broker.move(queue, lambda: self.choose(up))
         finally:
             # If it expired (the move took longer than the lock) there is nothing to undo.
             with contextlib.suppress(redis.exceptions.LockError):
@@ -188,34 +187,21 @@ class Rescuer:
 
 
 def start_rescuer(
-    app: Any, settings: Settings, snapshot: Snapshot, own_queue: str
+    settings: Settings, snapshot: Snapshot, broker: Broker, own_queue: str
 ) -> Rescuer | None:
-    """Start the rescuer of a starting worker, when rescue is on and the broker is Redis.
+    """Start the rescuer of a starting worker, when rescue is on.
 
     First it takes back what its previous life left unacknowledged in ``own_queue``
     (see :meth:`Rescuer.reclaim`).
     """
     if not settings.rescue:
         return None
-    broker_url = str(app.conf.broker_url or "")
-    if not broker_url.startswith(("redis://", "rediss://")):
-        logger.info("rfqueue: stranded-task rescue needs a Redis broker; it is off here")
-        return None
-    client = redis.Redis.from_url(
-        broker_url,
-        decode_responses=True,
-        socket_timeout=settings.socket_timeout,
-        socket_connect_timeout=settings.socket_timeout,
-    )
-    messages = StrandedMessages(
-        client, BrokerLayout.from_transport_options(app.conf.broker_transport_options)
-    )
     policy = create_policy(settings)
     # Its own counts: moved tasks are not routed by this process's router.
-    policy.start(snapshot, RoutedCounts())
+    policy.start(snapshot, RoutedCounts(), broker.depths)
     rescuer = Rescuer(
         snapshot,
-        messages,
+        broker,
         policy_chooser(policy),
         settings.heartbeat_timeout,
         settings.rescue_interval,

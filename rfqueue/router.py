@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from rfqueue.brokers import broker_for
 from rfqueue.log import RateLimitedWarning
 from rfqueue.policies import Policy, PolicyError, create_policy
 from rfqueue.routed import RoutedCounts, flush_quietly
@@ -36,14 +37,10 @@ def snapshot_for(settings: Settings) -> Snapshot:
     with _snapshots_lock:
         snapshot = _snapshots.get(key)
         if snapshot is None:
-            table = FailureTable(
-                settings.redis_client(),
-                settings.namespace,
-                settings.events_max,
-                heartbeat_timeout=settings.heartbeat_timeout,
-            )
             snapshot = _snapshots[key] = Snapshot(
-                table, settings.refresh_interval, settings.heartbeat_timeout
+                FailureTable.from_settings(settings),
+                settings.refresh_interval,
+                settings.heartbeat_timeout,
             )
     return snapshot
 
@@ -89,14 +86,16 @@ class Router:
     def _start(self, task: Any) -> Snapshot:
         """First call in this process (or after a fork): settings, policy, snapshot."""
         with self._start_lock:
+            conf = self._app_conf(task)
             if self._settings is None:
-                self._settings = Settings.load(self._app_conf(task))
+                self._settings = Settings.load(conf)
             if self._policy is None:
                 self._policy = create_policy(self._settings)
             snapshot = snapshot_for(self._settings)
             snapshot.ensure_started()
             snapshot.add_hook(self._flush_routed)
-            self._policy.start(snapshot, self.routed)
+            broker = broker_for(conf, self._settings.socket_timeout)
+            self._policy.start(snapshot, self.routed, broker.depths if broker else None)
             # Read once per process: the hot path calls these without attribute lookups.
             self._choose_queue, self._counts = self._policy.choose, self.routed.local
             # Published last: the hot path takes this snapshot as "started".

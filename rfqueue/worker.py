@@ -21,8 +21,8 @@ from typing import Any
 import redis
 from celery import bootsteps
 
+from rfqueue.brokers import broker_for
 from rfqueue.entry import Entry, Reason, State
-from rfqueue.handoff import handoff
 from rfqueue.keys import Keys
 from rfqueue.log import RateLimitedWarning
 from rfqueue.rescue import Rescuer, start_rescuer
@@ -30,7 +30,6 @@ from rfqueue.router import snapshot_for
 from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
 from rfqueue.table import FailureTable
-from rfqueue.wake import wake_blocked_read
 
 logger = logging.getLogger(__name__)
 
@@ -192,28 +191,27 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         super().__init__(c, **kwargs)
         self.settings = Settings.load(c.app.conf)
         self.enforcer = Enforcer(self.settings, c.hostname, snapshot_for(self.settings))
+        #: None for a transport rfqueue cannot look into: no rescue there
+        self.broker = broker_for(c.app.conf, self.settings.socket_timeout)
         self.rescuer: Rescuer | None = None
+        self._started = False
 
     def start(self, c: Any) -> None:
         self.enforcer.attach(c)
-        channel = getattr(c.task_consumer, "channel", None)
-        if channel is not None:
-            handoff.wrap(channel)
-        if self.rescuer is None:
+        broker = self.broker
+        if broker is None:
+            if not self._started:
+                logger.info("rfqueue: no rescue on this broker (Redis or RabbitMQ only)")
+        elif not self._started:
+            self.enforcer.on_resume = broker.consumer_resumed
             self.rescuer = start_rescuer(
-                c.app, self.settings, self.enforcer.snapshot, self.enforcer.queue
+                self.settings, self.enforcer.snapshot, broker, self.enforcer.queue
             )
-            if self.rescuer is not None:
-                broker = self.rescuer.messages.client
-                self.enforcer.on_resume = lambda consumer: wake_blocked_read(consumer, broker)
-        else:  # a reconnect: what was received but not started is lost to Celery
+        elif self.rescuer is not None:  # a reconnect: Celery lost what it had not started
             self.rescuer.reclaim(self.enforcer.queue, held=running_delivery_tags())
-        if self.rescuer is not None and len(handoff):
-            messages = self.rescuer.messages
-            try:
-                handoff.put_back(messages.client, messages.layout)
-            except (redis.RedisError, OSError) as exc:
-                logger.warning("rfqueue: could not put back held tasks yet: %s", exc)
+        if broker is not None:
+            broker.consumer_started(c)
+        self._started = True
 
     def stop(self, c: Any) -> None:
         """Nothing: a reconnect stops and restarts the consumer, the worker stays."""
@@ -222,6 +220,8 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if self.rescuer is not None:
             self.rescuer.stop()
         self.enforcer.shutdown()
+        if self.broker is not None:
+            self.broker.close()
 
     def info(self, c: Any) -> dict[str, Any]:
         return {"rfqueue": self.enforcer.info()}

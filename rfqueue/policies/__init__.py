@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from kombu.utils.imports import symbol_by_name
 
 if TYPE_CHECKING:
+    from rfqueue.brokers import DepthReader
     from rfqueue.routed import RoutedCounts
     from rfqueue.settings import Settings
     from rfqueue.snapshot import Snapshot
@@ -47,8 +48,13 @@ class Policy:
     def check(cls, settings: Settings) -> None:
         """Raise :class:`~rfqueue.settings.SettingsError` when settings lack what it needs."""
 
-    def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
-        """Called in each process before its first choice: keep what it reads, start threads."""
+    def start(
+        self, snapshot: Snapshot, routed: RoutedCounts, depths: DepthReader | None = None
+    ) -> None:
+        """Called in each process before its first choice: keep what it reads, start threads.
+
+        ``depths`` reads queue depths from the broker (None: from the table's Redis).
+        """
 
     def choose(
         self,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rfqueue.policies import Policy, PolicyError
 
 if TYPE_CHECKING:
+    from rfqueue.brokers import DepthReader
     from rfqueue.routed import RoutedCounts
     from rfqueue.settings import Settings
     from rfqueue.snapshot import Snapshot
@@ -84,7 +85,9 @@ class HashPolicy(Policy):
                 "(a keyword name, or a position such as 0)"
             )
 
-    def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
+    def start(
+        self, snapshot: Snapshot, routed: RoutedCounts, depths: DepthReader | None = None
+    ) -> None:
         """Keep the snapshot: the ring spans every registered queue."""
         self.snapshot = snapshot
 

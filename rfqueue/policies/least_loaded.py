@@ -16,10 +16,11 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rfqueue.depth import DepthSampler
+from rfqueue.depth import DepthSampler, redis_depth_reader
 from rfqueue.policies import Policy
 
 if TYPE_CHECKING:
+    from rfqueue.brokers import DepthReader
     from rfqueue.routed import RoutedCounts
     from rfqueue.settings import Settings
     from rfqueue.snapshot import Snapshot
@@ -35,13 +36,18 @@ class LoadEstimate:
         #: the routed counts when the current sample was first seen
         self._base: dict[str, int] = {}
 
-    def start(self, snapshot: Snapshot, routed: RoutedCounts, settings: Settings) -> None:
-        """Sample every registered queue on the table's Redis (the broker's, by default)."""
+    def start(
+        self,
+        snapshot: Snapshot,
+        routed: RoutedCounts,
+        settings: Settings,
+        depths: DepthReader | None = None,
+    ) -> None:
+        """Sample every registered queue on the broker (None: on the table's Redis)."""
         self.routed = routed
         if self.sampler is None:
-            self.sampler = DepthSampler(
-                snapshot.table.client, lambda: snapshot.all_queues, settings.depth_interval
-            )
+            read = depths or redis_depth_reader(snapshot.table.client)
+            self.sampler = DepthSampler(read, lambda: snapshot.all_queues, settings.depth_interval)
         self.sampler.ensure_started()
 
     def load(self, queue: str) -> int:
@@ -65,9 +71,11 @@ class EstimatingPolicy(Policy):
     def sampler(self) -> DepthSampler | None:
         return self.estimate.sampler
 
-    def start(self, snapshot: Snapshot, routed: RoutedCounts) -> None:
+    def start(
+        self, snapshot: Snapshot, routed: RoutedCounts, depths: DepthReader | None = None
+    ) -> None:
         """Start sampling depths; read this router's routed counts."""
-        self.estimate.start(snapshot, routed, self.settings)
+        self.estimate.start(snapshot, routed, self.settings, depths)
 
 
 class LeastLoadedPolicy(EstimatingPolicy):

@@ -11,7 +11,13 @@ import fakeredis
 import pytest
 import redis
 
-from rfqueue.depth import PRIORITY_SEP, DepthSampler, queue_depths, queue_lists
+from rfqueue.depth import (
+    PRIORITY_SEP,
+    DepthSampler,
+    queue_depths,
+    queue_lists,
+    redis_depth_reader,
+)
 
 A, B = "rfqueue.a@h", "rfqueue.b@h"
 
@@ -49,7 +55,7 @@ def make_sampler(
     counting: CountingClient, samplers: list[DepthSampler]
 ) -> Callable[..., DepthSampler]:
     def make(queues: tuple[str, ...] = (A, B), interval: float = 60.0) -> DepthSampler:
-        sampler = DepthSampler(counting, lambda: queues, interval)
+        sampler = DepthSampler(redis_depth_reader(counting), lambda: queues, interval)
         samplers.append(sampler)
         return sampler
 
@@ -118,7 +124,7 @@ class TestSampler:
         self, counting: CountingClient, samplers: list[DepthSampler]
     ) -> None:
         queues: list[str] = [A]
-        sampler = DepthSampler(counting, lambda: queues, 60.0)
+        sampler = DepthSampler(redis_depth_reader(counting), lambda: queues, 60.0)
         samplers.append(sampler)
         sampler.ensure_started()
         queues.append(B)

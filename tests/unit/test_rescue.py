@@ -15,13 +15,13 @@ from typing import Any
 import fakeredis
 import pytest
 
+from rfqueue.brokers.redis import RedisBroker
 from rfqueue.entry import Reason, State
 from rfqueue.policies import Policy, PolicyError
 from rfqueue.policies.round_robin import RoundRobinPolicy
 from rfqueue.rescue import RESCUE_TASK_NAME, Rescuer, policy_chooser
 from rfqueue.settings import Settings
 from rfqueue.snapshot import Snapshot
-from rfqueue.stranded import StrandedMessages
 from rfqueue.table import FailureTable
 from tests.unit.conftest import FakeClock, beat_while
 from tests.unit.kombu_fakes import Broker, kombu_broker
@@ -69,7 +69,7 @@ class World:
         return [e.worker for e in self.table.reap(TIMEOUT)]
 
     def depth(self, worker: str) -> int:
-        return StrandedMessages(self.client).depths([q(worker)])[q(worker)]
+        return RedisBroker(self.client).depths([q(worker)])[q(worker)]
 
     def broker_ids(self, queue: str) -> list[str]:
         return [json.loads(raw)["headers"]["id"] for raw in self.client.lrange(queue, 0, -1)]
@@ -85,7 +85,7 @@ def world(
 ) -> Iterator[World]:
     snapshot = Snapshot(table, refresh_interval=0.5, heartbeat_timeout=TIMEOUT)
     choose = policy_chooser(RoundRobinPolicy(Settings()))
-    rescuer = Rescuer(snapshot, StrandedMessages(client), choose, heartbeat_timeout=TIMEOUT)
+    rescuer = Rescuer(snapshot, RedisBroker(client), choose, heartbeat_timeout=TIMEOUT)
     with kombu_broker(server) as broker:
         yield World(table, clock, snapshot, rescuer, broker, client)
 
@@ -340,8 +340,8 @@ def test_the_rescuer_routes_with_its_policy(world: World) -> None:
     world.broker.send(q(W3), 4)
     world.snapshot.refresh()
     policy = RecordingPolicy(last_queue)
-    messages = StrandedMessages(world.client)
-    rescuer = Rescuer(world.snapshot, messages, policy_chooser(policy), TIMEOUT)
+    broker = RedisBroker(world.client)
+    rescuer = Rescuer(world.snapshot, broker, policy_chooser(policy), TIMEOUT)
     # When it runs a round
     report = rescuer.run_once()
     # Then all went to w2, the last up queue, and the policy saw only up queues

@@ -18,9 +18,9 @@ import pytest
 from celery.worker import state
 from celery.worker.request import Request
 
+from rfqueue.brokers.redis import RedisBroker
 from rfqueue.rescue import Rescuer
 from rfqueue.snapshot import Snapshot
-from rfqueue.stranded import StrandedMessages
 from rfqueue.table import FailureTable
 from rfqueue.worker import running_delivery_tags
 from tests.unit.kombu_fakes import TASK, Broker, kombu_broker
@@ -41,7 +41,7 @@ def broker(server: fakeredis.FakeServer) -> Iterator[Broker]:
 
 def make_rescuer(table: FailureTable, client: Any) -> Rescuer:
     snapshot = Snapshot(table, refresh_interval=0.5, heartbeat_timeout=5.0)
-    return Rescuer(snapshot, StrandedMessages(client), lambda queues: queues[0], 5.0)
+    return Rescuer(snapshot, RedisBroker(client), lambda queues: queues[0], 5.0)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rfqueue.bench.cli import bench
+from rfqueue.brokers import DepthReader, broker_for
 from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.cli_types import finite
 from rfqueue.control import RemoteControl
@@ -66,6 +67,13 @@ class Context:
                 "interval_max": 0.2,
             }
         return RemoteControl(app)
+
+    def broker_depths(self) -> DepthReader | None:
+        """Queue depths from the app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
+        url = os.environ.get("CELERY_BROKER_URL")
+        conf = self.app.conf if self.app is not None else {"broker_url": url}
+        broker = broker_for(conf, self.settings.socket_timeout)
+        return broker.depths if broker is not None else None
 
 
 def _load_app(path: str | None) -> Any:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import redis
 
-from rfqueue.depth import queue_depths
+from rfqueue.depth import redis_depth_reader
 from rfqueue.entry import State
 from rfqueue.log import RateLimitedWarning
 from rfqueue.settings import Settings
@@ -32,6 +32,8 @@ from rfqueue.table import FailureTable
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
+
+    from rfqueue.brokers import DepthReader
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +47,18 @@ COUNTED_ACTIONS = {"pause": "pauses", "resume": "resumes", "down": "downs"}
 class TableCollector:
     """A prometheus_client collector for one namespace's table and queues."""
 
-    def __init__(self, settings: Settings, table: FailureTable, snapshot: Snapshot | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        table: FailureTable,
+        snapshot: Snapshot | None = None,
+        depths: DepthReader | None = None,
+    ):
         self.settings = settings
         self.table = table
         self.snapshot = snapshot
+        #: the broker's depths (RabbitMQ, or another Redis); by default the table's Redis
+        self.depths = depths or redis_depth_reader(table.client)
         self._lock = threading.Lock()
         self._seen_version = 0
         self._actions: Counter[tuple[str, str]] = Counter()
@@ -93,7 +103,7 @@ class TableCollector:
             "Messages waiting in a worker's queue, priority lists included",
             labels=["queue", "worker"],
         )
-        depths = queue_depths(self.table.client, [e.queue for e in entries.values()])
+        depths = self.depths([e.queue for e in entries.values()])
         states = GaugeMetricFamily("rfqueue_workers", "Workers by state", labels=["state"])
         per_worker = GaugeMetricFamily(
             "rfqueue_worker_state", "1 for the state each worker is in", labels=["worker", "state"]
@@ -142,7 +152,9 @@ def _gauge(name: str, documentation: str, value: float) -> Metric:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def serve(settings: Settings, host: str, port: int) -> tuple[Any, Any]:
+def serve(
+    settings: Settings, host: str, port: int, depths: DepthReader | None = None
+) -> tuple[Any, Any]:
     """Start the HTTP server in a thread; returns prometheus_client's ``(server, thread)``."""
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -151,7 +163,7 @@ def serve(settings: Settings, host: str, port: int) -> tuple[Any, Any]:
     snapshot = snapshot_for(settings)
     snapshot.ensure_started()
     registry = CollectorRegistry()
-    registry.register(TableCollector(settings, snapshot.table, snapshot))
+    registry.register(TableCollector(settings, snapshot.table, snapshot, depths))
     return start_http_server(port, addr=host, registry=registry)
 
 
@@ -181,7 +193,7 @@ def metrics(obj: Any, port: int, host: str) -> int:
     settings: Settings = obj.settings
     settings.redis_client().ping()  # an unreachable Redis: one line from run_command
     try:
-        server, thread = serve(settings, host, port)
+        server, thread = serve(settings, host, port, obj.broker_depths())
     except OSError as exc:
         reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"fails: {exc.strerror}"
         raise click.BadParameter(f"port {port} on {host} {reason}", param_hint="'--port'") from None

@@ -7,13 +7,14 @@ the failure table and at least every ``rescue_interval`` seconds, and then:
    dead worker is noticed within seconds even when no beat process runs);
 2. for every worker that is paused, down or silent and has messages waiting, moves
    them to queues of up workers, chosen by the router's policy (under a short Redis
-   lock per queue, so one process does each move; the moves are atomic anyway);
+   lock per queue, so one process does each move; each move is safe on its own);
 3. for every worker that died without a clean stop (silent, or down for want of a
    heartbeat), puts its unacknowledged messages back at once, to up workers, instead
-   of after kombu's visibility timeout.
+   of after kombu's visibility timeout (on Redis; RabbitMQ does this itself).
 
-With no worker up, nothing moves: messages stay where they are. It acts only on a
-fresh view of the table; on any Redis error it skips the round and tries again.
+The broker calls go through :class:`~rfqueue.brokers.Broker` (Redis or RabbitMQ). With
+no worker up, nothing moves: messages stay where they are. It acts only on a fresh
+view of the table; on any Redis or broker error it skips the round and tries again.
 """
 
 from __future__ import annotations

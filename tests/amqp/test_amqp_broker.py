@@ -6,11 +6,17 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+import fakeredis
 import pytest
 from kombu import Connection, Exchange, Queue
 
 from rfqueue.brokers import BrokerUnavailable, broker_for
 from rfqueue.brokers.amqp import AmqpBroker
+from rfqueue.cli import Context
+from rfqueue.metrics import TableCollector
+from rfqueue.settings import Settings
+from rfqueue.table import FailureTable
+from tests.unit.test_metrics import scrape
 
 SOURCE, TARGET_A, TARGET_B = "rfqueue.w1@h", "rfqueue.w2@h", "rfqueue.w3@h"
 
@@ -125,3 +131,20 @@ def test_wrong_credentials_are_one_clear_error_without_the_password(amqp_url: st
         broker.depths([SOURCE])
     assert "ACCESS_REFUSED" in str(caught.value)
     assert "not-the-password" not in str(caught.value)
+
+
+def test_the_metrics_exporter_reads_depths_from_rabbitmq(
+    connection: Any, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a worker registered in the table whose RabbitMQ queue holds 4 messages
+    table = FailureTable(fakeredis.FakeRedis(decode_responses=True), "rfqueue")
+    table.register("w1@h", SOURCE)
+    declare(connection, SOURCE)
+    publish(connection, SOURCE, 4)
+    # When the exporter, started with CELERY_BROKER_URL on RabbitMQ, is scraped
+    monkeypatch.setenv("CELERY_BROKER_URL", amqp_url)
+    settings = Settings.load({}, environ={})
+    depths = Context(settings, None).broker_depths()
+    _, samples = scrape(TableCollector(settings, table, depths=depths))
+    # Then the depth gauge is RabbitMQ's count
+    assert samples[("rfqueue_queue_depth", (("queue", SOURCE), ("worker", "w1@h")))] == 4

@@ -228,10 +228,20 @@ class Fleet:
         self.others: list[ManagedProcess] = []
 
     def start_worker(
-        self, name: str, *extra: str, env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
+        wrap: Sequence[str] = (),
     ) -> ManagedProcess:
-        """``celery -A workers.app worker --hostname NAME@%h`` plus ``extra``."""
-        argv = [_celery_bin(), *WORKER_COMMAND[1:], f"{name}@%h", "--loglevel", "INFO", *extra]
+        """``celery -A workers.app worker --hostname NAME@%h`` plus ``extra``.
+
+        ``wrap`` goes in front of the command, e.g. ``ip netns exec NS`` to run the
+        worker on another network host; it must exec the command, so the pid stays
+        the worker's own.
+        """
+        command = [_celery_bin(), *WORKER_COMMAND[1:], f"{name}@%h", "--loglevel", "INFO"]
+        argv = [*wrap, *command, *extra]
         proc = ManagedProcess(
             argv, self.workdir / f"worker-{name}.log", {**self.env, **(env or {})}, self.cwd
         )

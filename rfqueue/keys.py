@@ -96,6 +96,18 @@ class Keys:
         """The broker queue of rfqueue's own tasks, which every worker consumes."""
         return f"{self.namespace}-control"
 
+    @property
+    def reap_lease(self) -> str:
+        """Held for a moment by the one process whose reap scans the fleet (see reap.lua)."""
+        return f"{self._tag}:reap:lease"
+
     def table_keys(self) -> list[str]:
         """The KEYS argument every table script takes, in its order."""
-        return [self.workers, self.heartbeats, self.version, self.events, self.liveness]
+        return [
+            self.workers,
+            self.heartbeats,
+            self.version,
+            self.events,
+            self.liveness,
+            self.reap_lease,
+        ]

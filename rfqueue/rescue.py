@@ -130,7 +130,8 @@ class Rescuer:
 
     def run_once(self) -> RescueReport:
         """One round: reap, move waiting messages, restore the dead's unacked ones."""
-        report = RescueReport(reaped=self.table.reap(self.heartbeat_timeout))
+        # Every worker's rescuer comes here each round; one scan per interval is enough.
+        report = RescueReport(reaped=self.table.reap(self.heartbeat_timeout, lease=self.interval))
         if report.reaped:
             self.snapshot.refresh()
         if not self._fresh():

@@ -195,9 +195,13 @@ class FailureTable:
         """Resume every pause that has reached its end."""
         return self._changes("expire")
 
-    def reap(self, heartbeat_timeout: float) -> list[Entry]:
-        """Mark down every worker silent for longer than ``heartbeat_timeout``."""
-        return self._changes("reap", repr(heartbeat_timeout))
+    def reap(self, heartbeat_timeout: float, lease: float = 0.0) -> list[Entry]:
+        """Mark down every worker silent for longer than ``heartbeat_timeout``.
+
+        With a ``lease`` (seconds), callers share the work: only the first call in
+        each lease period, fleet-wide, scans the table; the others return nothing.
+        """
+        return self._changes("reap", repr(heartbeat_timeout), repr(lease))
 
     def forget(self, worker: str) -> Change:
         """Remove a worker that is not up from the table."""

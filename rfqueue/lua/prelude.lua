@@ -1,7 +1,8 @@
--- Shared by every table script. KEYS: workers, heartbeats, version, events, liveness.
+-- Shared by every table script. KEYS: workers, heartbeats, version, events, liveness,
+-- reap lease.
 -- ARGV[1] channel, ARGV[2] events cap, ARGV[3] now (epoch seconds); the rest is the script's.
 local WORKERS, HEARTBEATS, VERSION, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local LIVENESS = KEYS[5]
+local LIVENESS, REAP_LEASE = KEYS[5], KEYS[6]
 local CHANNEL, EVENTS_MAX, NOW = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local NULL = cjson.null
 

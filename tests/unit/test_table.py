@@ -575,6 +575,31 @@ class TestReap:
         beat_while(table, clock, 6, W1)
         assert sorted(e.worker for e in table.reap(5)) == [W2, W3]
 
+    def test_with_a_lease_one_caller_per_period_scans(
+        self, table: FailureTable, clock: Any
+    ) -> None:
+        # Given W1 silent past the timeout, W2 and W3 beating
+        register(table, W1, W2, W3)
+        beat_while(table, clock, 6, W2, W3)
+        # When every worker's rescuer reaps in the same lease period
+        first = table.reap(5, lease=60)
+        # Then the first call scans and marks W1 down
+        assert [e.worker for e in first] == [W1]
+        # And when W2 falls silent too, later calls in that period do not scan
+        beat_while(table, clock, 6, W3)
+        assert table.reap(5, lease=60) == []
+        assert entry_of(table, W2).state is State.UP
+        # While a call without a lease (the chaos tick's) always scans
+        assert [e.worker for e in table.reap(5)] == [W2]
+
+    def test_a_lease_ends_and_the_next_caller_scans(
+        self, table: FailureTable, clock: Any, poll: Any
+    ) -> None:
+        register(table, W1, W2)
+        assert table.reap(5, lease=0.05) == []  # takes the lease; nobody is silent yet
+        beat_while(table, clock, 6, W2)
+        assert poll(lambda: [e.worker for e in table.reap(5, lease=0.05)] == [W1])
+
 
 class TestForget:
     def test_forget_a_down_worker(self, table: FailureTable, channel: Channel) -> None:

@@ -1,0 +1,74 @@
+"""Table cost by fleet size: what each process pays per refresh, beat and reap.
+
+Every process with a router or a worker re-reads the whole table each
+``refresh_interval`` (a copy is what keeps Redis off the per-task path), every worker
+beats each ``heartbeat_interval``, and one rescuer per ``rescue_interval`` scans the
+table for silent workers (the reap lease). This family registers 10 to 10,000
+workers in a private Redis and times each operation: the caller's wall time, and the
+Redis server's own time per command from ``INFO commandstats`` (Redis runs commands
+one at a time, so that is the share of its single thread each call takes). The rows
+compare each size with 10 workers; docs/deployment.md turns them into settings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rfqueue.bench.common import Bench, Row, median
+from rfqueue.table import FailureTable
+
+#: fleet sizes measured; the first is every row's baseline
+SIZES = (10, 1_000, 10_000)
+QUICK_SIZES = (10, 1_000)
+
+
+def run(bench: Bench) -> list[Row]:
+    sizes = bench.pick(QUICK_SIZES, SIZES)
+    costs = {n: measure(bench, n) for n in sizes}
+    base = costs[sizes[0]]
+    rows = []
+    for n in sizes[1:]:
+        for op in ("read", "heartbeat", "reap"):
+            ours, theirs = costs[n][op], base[op]
+            rows.append(
+                Row(
+                    f"table {op}, {n:,} workers",
+                    f"{ours[0] * 1e3:.2f} ms (Redis {ours[1]:.0f} us)",
+                    f"{theirs[0] * 1e3:.2f} ms (Redis {theirs[1]:.0f} us) at {sizes[0]}",
+                    ours[0] / theirs[0],
+                    note="reported only: the input of docs/deployment.md's sizing",
+                )
+            )
+    return rows
+
+
+def measure(bench: Bench, workers: int) -> dict[str, tuple[float, float]]:
+    """``{operation: (median wall seconds, Redis microseconds per call)}`` at this size."""
+    bench.flush()
+    client = bench.client()
+    table = FailureTable(client, "rfqueue", heartbeat_timeout=3600)
+    names = [f"w{i}@host{i % 100}" for i in range(workers)]
+    for name in names:
+        table.register(name, f"rfqueue.{name}")
+    rounds = bench.pick(5, 15)
+    return {
+        "read": _timed(client, rounds, table.read),
+        "heartbeat": _timed(client, rounds * 20, lambda: table.heartbeat(names[0], "q")),
+        # No lease here: this is the one scan a lease period pays for.
+        "reap": _timed(client, rounds, lambda: table.reap(3600)),
+    }
+
+
+def _timed(client: Any, rounds: int, call: Callable[[], Any]) -> tuple[float, float]:
+    call()  # load the scripts, warm the connection
+    client.config_resetstat()
+    walls = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        call()
+        walls.append(time.perf_counter() - began)
+    stats = client.info("commandstats")
+    server_us = sum(float(s["usec"]) for s in stats.values() if "usec" in s) / rounds
+    return median(walls), server_us

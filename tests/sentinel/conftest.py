@@ -19,6 +19,7 @@ from rfqueue.redis_connect import connect
 from rfqueue.replication import ReplicaAcks
 from rfqueue.table import FailureTable
 from tests.conftest import require_binary
+from tests.integration.conftest import redis_client  # noqa: F401  (the broker, flushed)
 from tests.sentinel.servers import MASTER_NAME, SentinelCluster
 
 #: the table's settings through Sentinel, as a deployment would set them

@@ -186,11 +186,13 @@ def in_sync(master: RedisServer) -> bool:
     return any(r.get("state") == "online" for r in replicas)
 
 
-def wait_for_failover(sentinel: SentinelServer, old_port: int, timeout: float = 20.0) -> float:
-    """Wait until Sentinel names another master; returns how long that took (s)."""
+def wait_for_failover(cluster: SentinelCluster, old: RedisServer, timeout: float = 20.0) -> float:
+    """Wait until Sentinel names a master other than ``old``; returns how long that took (s)."""
+    sentinel = cluster.sentinel
+    assert sentinel is not None
     start = time.monotonic()
     wait_for(
-        lambda: sentinel.master_port_now() not in (None, old_port),
+        lambda: sentinel.master_port_now() not in (None, old.port),
         timeout,
         interval=0.05,
         what="Sentinel to promote the replica",

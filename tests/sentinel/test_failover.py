@@ -82,7 +82,7 @@ def test_acknowledged_changes_survive_a_failover_and_clients_follow(cluster: Sen
 
         # When the master is killed (-9) and Sentinel promotes the replica
         old = cluster.kill_master()
-        failover = wait_for_failover(cluster.sentinel, old.port)  # type: ignore[arg-type]
+        failover = wait_for_failover(cluster, old)
         promoted = time.time()
         # And the old master comes back as a replica of the new one
         cluster.rejoin(old)

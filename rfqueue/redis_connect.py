@@ -96,6 +96,13 @@ def _db(path: str) -> int:
     return int(text)
 
 
+def kombu_master_name(transport_options: Any) -> str:
+    """The ``master_name`` of Celery's ``broker_transport_options``, or ``""``."""
+    if not isinstance(transport_options, Mapping):
+        return ""
+    return str(transport_options.get("master_name") or "")
+
+
 def masked_url(url: str) -> str:
     """``url`` with the password of every part masked, even when it cannot be parsed."""
     return ";".join(_masked_part(part) for part in url.split(";"))

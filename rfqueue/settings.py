@@ -16,7 +16,13 @@ from typing import Any, Literal, get_args
 import redis
 
 from rfqueue.keys import DEFAULT_NAMESPACE
-from rfqueue.redis_connect import connect, is_sentinel_url, masked_url, parse_sentinel_url
+from rfqueue.redis_connect import (
+    connect,
+    is_sentinel_url,
+    kombu_master_name,
+    masked_url,
+    parse_sentinel_url,
+)
 from rfqueue.replication import ReplicaAcks
 
 NoWorkerUp = Literal["spread", "fallback", "error"]
@@ -119,8 +125,10 @@ class Settings:
         for name, value in overrides.items():
             if value is not None:
                 values[name] = _coerce(_field(name), value, f"rfqueue_{name}")
-        if values["redis_url"] == broker_default and "sentinel_master" not in values:
-            values["sentinel_master"] = default_sentinel_master(conf, broker_default)
+        if is_sentinel_url(values["redis_url"]) and values["redis_url"] == broker_default:
+            # As the broker's: Celery users give kombu the master's name this way.
+            options = conf.get("broker_transport_options")
+            values.setdefault("sentinel_master", kombu_master_name(options))
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
@@ -163,14 +171,6 @@ def default_redis_url(conf: Mapping[str, Any], environ: Mapping[str, str]) -> st
     if isinstance(broker, str) and broker.split("://")[0] in ("redis", "rediss", "sentinel"):
         return broker
     return DEFAULT_REDIS_URL
-
-
-def default_sentinel_master(conf: Mapping[str, Any], broker_url: str) -> str:
-    """For a Sentinel broker URL, the ``master_name`` Celery users already give kombu."""
-    options = conf.get("broker_transport_options") or {}
-    if not (is_sentinel_url(broker_url) and isinstance(options, Mapping)):
-        return ""
-    return str(options.get("master_name") or "")
 
 
 def parse_max_paused(value: Any, name: str = "rfqueue_max_paused") -> int | float:
@@ -296,13 +296,10 @@ def _check(ok: bool, name: str, message: str) -> None:
 
 
 def _check_url(url: str) -> None:
-    if is_sentinel_url(url):
-        try:
-            parse_sentinel_url(url)
-        except ValueError as exc:
-            raise SettingsError(f"rfqueue_redis_url: cannot use {_masked(url)!r}: {exc}") from None
-        return
     try:
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)
+            return
         options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
         raise SettingsError(f"rfqueue_redis_url: cannot use {_masked(url)!r}: {exc}") from None

@@ -6,11 +6,21 @@ local timeout, lease = tonumber(ARGV[4]), tonumber(ARGV[5] or '0') or 0
 if lease > 0 and not redis.call('SET', REAP_LEASE, '1', 'NX', 'PX', math.ceil(lease * 1000)) then
   return '[]'
 end
+-- Compare numbers first and decode only the silent workers' entries: decoding every
+-- entry made a scan of 10,000 workers block Redis for about 50 ms.
+local since = tonumber(redis.call('HGET', LIVENESS, 'since')) or 0
+if NOW - since <= timeout then return '[]' end  -- silence counts from when beats resumed
+local beats = {}
+local flat = redis.call('HGETALL', HEARTBEATS)
+for i = 1, #flat, 2 do beats[flat[i]] = tonumber(flat[i + 1]) end
 local changed = {}
-for _, e in ipairs(all_entries()) do
-  if e.state ~= 'down' and NOW - last_beat(e.worker) > timeout then
-    take_down(e, 'heartbeat')
-    changed[#changed + 1] = save(e, 'down', 'heartbeat')
+for _, name in ipairs(redis.call('HKEYS', WORKERS)) do
+  if NOW - math.max(beats[name] or 0, since) > timeout then
+    local e = load(name)
+    if e and e.state ~= 'down' then
+      take_down(e, 'heartbeat')
+      changed[#changed + 1] = save(e, 'down', 'heartbeat')
+    end
   end
 end
 return cjson.encode(changed)

@@ -22,6 +22,7 @@ import redis
 from celery import bootsteps
 
 from rfqueue.brokers import broker_for
+from rfqueue.clock import SkewCheck
 from rfqueue.entry import Entry, Reason, State
 from rfqueue.keys import Keys
 from rfqueue.log import RateLimitedWarning
@@ -64,6 +65,7 @@ class Enforcer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._warn = RateLimitedWarning(logger)
+        self._clock = SkewCheck(settings.heartbeat_timeout)
         #: called in the event loop right after the queue is consumed again
         self.on_resume: Callable[[Any], object] | None = None
         self._resuming = False
@@ -115,6 +117,7 @@ class Enforcer:
             if self._stopping.is_set():
                 return
             self._write(self.table.heartbeat)
+            self._clock.maybe_check(self.table.client)
             if self.consumer is not None:
                 self.consumer.call_soon(self._reconcile)
 

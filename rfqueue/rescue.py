@@ -139,7 +139,9 @@ class Rescuer:
         up = self.snapshot.up_queues
         if not up:
             return report  # nowhere to go: messages stay where they are
-        now = time.time()
+        # Judge silence as of the read the heartbeats came from: beats in the copy are
+        # never fresher than that, so against the wall clock live workers would age.
+        now = self.snapshot.read_at
         out = [e for e in self.snapshot.entries.values() if e.queue not in up]
         dead = frozenset(e.queue for e in out if self._dead(e, now))
         if dead and self._restore_due(dead):

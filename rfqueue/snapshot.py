@@ -1,21 +1,28 @@
 """A process-local copy of the failure table that the router reads without touching Redis.
 
-A background thread keeps it fresh: it subscribes to the table's change channel and
-re-reads the table after every announcement, and at the latest every
-``refresh_interval`` seconds or when a pause reaches its end. When Redis cannot be
-reached the copy keeps its last contents (fail-open) and a rate-limited warning says
-so. After ``fork()`` the child starts its own thread on first use.
+A background thread keeps it fresh: it subscribes to the table's change channel,
+where every change announces the changed entry with the table's new version. An
+announcement that follows the copy's version is applied as it is, without a read;
+anything else (a gap, a forgotten worker, an unreadable message) makes it re-read the
+whole table. It re-reads at the latest every ``refresh_interval`` seconds (which also
+brings fresh heartbeats) or when a pause reaches its end. At fleet scale this matters:
+a full read of 1,000 workers costs Redis about 0.4 ms, and every process would pay it
+on every change. When Redis cannot be reached the copy keeps its last contents
+(fail-open) and a rate-limited warning says so. After ``fork()`` the child starts its
+own thread on first use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -50,6 +57,8 @@ class Snapshot:
         self.version = -1
         self.loaded = False
         self.refreshed_at = float("-inf")
+        #: the wall-clock time of the last full read: what heartbeats are judged against
+        self._read_at = 0.0
         self._next_expiry = float("inf")
         self._listeners: list[Listener] = []
         self._hooks: list[Hook] = []
@@ -104,6 +113,11 @@ class Snapshot:
             self._thread.join(timeout=self.refresh_interval + 1)
         self.started = False
 
+    @property
+    def read_at(self) -> float:
+        """Wall-clock time of the last full read: heartbeats are as of then."""
+        return self._read_at
+
     def age(self) -> float:
         """Seconds since the last successful read of the table."""
         return time.monotonic() - self.refreshed_at
@@ -117,6 +131,30 @@ class Snapshot:
             fallback = "routing from the last copy" if self.loaded else "no copy yet"
             self._warn("rfqueue: cannot read the failure table (%s); %s", exc, fallback)
             return False
+        self._read_at, self.refreshed_at = time.time(), time.monotonic()
+        self._install(entries, version)
+        return True
+
+    def apply(self, announced: list[Any]) -> bool:
+        """Apply announced entries that follow this copy's version, in order.
+
+        Returns False, changing nothing, when a full read is needed instead: a gap in
+        the versions, or a message that is not an entry (a forgotten worker). An
+        applied entry keeps the heartbeat this copy has for its worker, or the time of
+        its change when that is later: a worker that registers or comes back up beats
+        in the same step. Heartbeats otherwise come with the next full read.
+        """
+        entries, version = dict(self.entries), self.version
+        for message in announced:
+            entry = _announced_entry(message)
+            if entry is None or entry.version > version + 1:
+                return False
+            if entry.version <= version:
+                continue  # announced before our last read: already in the copy
+            old = entries.get(entry.worker)
+            beats = [b for b in (old.heartbeat if old else None, entry.since) if b is not None]
+            entries[entry.worker] = dataclasses.replace(entry, heartbeat=max(beats))
+            version = entry.version
         self._install(entries, version)
         return True
 
@@ -125,13 +163,15 @@ class Snapshot:
         ordered = [entries[name] for name in sorted(entries)]
         changed = version != self.version or not self.loaded
         self.entries = entries
-        self.up_queues = tuple(e.queue for e in ordered if self._routable(e, now))
+        # Silence is judged as of the last full read: between reads (a Redis outage,
+        # say) beats are not fresher, so they must not age either.
+        self.up_queues = tuple(e.queue for e in ordered if self._routable(e, self._read_at))
         self.all_queues = tuple(e.queue for e in ordered)
         pending = [
             e.until for e in ordered if e.state is State.PAUSED and e.until and e.until > now
         ]
         self._next_expiry = time.monotonic() + (min(pending) - now) if pending else float("inf")
-        self.version, self.loaded, self.refreshed_at = version, True, time.monotonic()
+        self.version, self.loaded = version, True
         if changed:
             for listener in self._listeners:
                 listener(self)
@@ -154,10 +194,9 @@ class Snapshot:
                     pubsub = self.table.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                     pubsub.subscribe(self.table.keys.channel)
                     self.refresh()  # catch what was announced while we were not listening
-                announced = pubsub.get_message(timeout=self._wait_time()) is not None
-                if announced:
-                    _drain(pubsub)
-                if (announced or self._wait_time() == 0) and not self.refresh():
+                message = pubsub.get_message(timeout=self._wait_time())
+                stale = message is not None and not self.apply([message, *_drain(pubsub)])
+                if (stale or self._wait_time() == 0) and not self.refresh():
                     # Reads fail while the channel works: back off instead of spinning.
                     self._stopping.wait(min(1.0, self.refresh_interval))
                 self._run_hooks()
@@ -170,11 +209,26 @@ class Snapshot:
         self._run_hooks()  # a last pass, so what the hooks hold is not lost at shutdown
 
 
-def _drain(pubsub: redis.client.PubSub, limit: int = 1000) -> None:
-    """Swallow announcements already waiting, so a burst costs one re-read."""
+def _drain(pubsub: redis.client.PubSub, limit: int = 1000) -> list[Any]:
+    """The announcements already waiting (a burst is applied, or re-read, at once)."""
+    waiting = []
     for _ in range(limit):
-        if pubsub.get_message(timeout=0) is None:
-            return
+        message = pubsub.get_message(timeout=0)
+        if message is None:
+            break
+        waiting.append(message)
+    return waiting
+
+
+def _announced_entry(message: Any) -> Entry | None:
+    """The entry a change message carries; None for anything else."""
+    data = message.get("data") if isinstance(message, dict) else None
+    if not isinstance(data, (str, bytes)):
+        return None
+    try:
+        return Entry.from_json(data)
+    except (ValueError, TypeError, KeyError):  # MalformedEntry is a ValueError
+        return None
 
 
 def _close(pubsub: redis.client.PubSub | None) -> None:

@@ -178,6 +178,28 @@ class TestThread:
         assert time.monotonic() - started < 1.0
         assert snap.version == fleet.version()
 
+    def test_a_running_copy_follows_changes_without_reading_the_table(
+        self,
+        fleet: FailureTable,
+        clock: Any,
+        snapshots: Callable[..., Snapshot],
+        poll: Any,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Given a running snapshot whose periodic refresh is far away
+        clock.now = time.time()
+        snap = snapshots(fleet, refresh_interval=30)
+        snap.ensure_started()
+        reads = TestAnnouncedChanges.counting_reads(fleet, monkeypatch)
+        # When W1 is paused, then resumed
+        fleet.pause(W1, 60, Reason.MANUAL)
+        assert poll(lambda: q(W1) not in snap.up_queues, timeout=1.0)
+        fleet.resume(W1)
+        assert poll(lambda: q(W1) in snap.up_queues, timeout=1.0)
+        # Then both arrived by the channel alone: no full read of the table
+        assert reads == []
+        assert snap.version == fleet.version()
+
     def test_pause_end_triggers_a_refresh(
         self, fleet: FailureTable, clock: Any, snapshots: Callable[..., Snapshot], poll: Any
     ) -> None:
@@ -395,3 +417,108 @@ class TestSilentWorkers:
         snap = Snapshot(fleet, refresh_interval=1.0)
         fake_time.advance(600)
         assert snap.refresh() and len(snap.up_queues) == 4
+
+
+class TestAnnouncedChanges:
+    """A change announced right after the copy's version is applied without a read."""
+
+    @staticmethod
+    def announced(table: FailureTable, change: Callable[[], Any]) -> list[dict[str, Any]]:
+        """The messages the table's change channel carries while ``change()`` runs."""
+        pubsub = table.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(table.keys.channel)
+        try:
+            change()
+            messages = []
+            deadline = time.monotonic() + 0.3  # None also stands for a swallowed subscribe
+            while time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=0.05)
+                if message is not None:
+                    messages.append(message)
+            return messages
+        finally:
+            pubsub.close()
+
+    @staticmethod
+    def counting_reads(table: FailureTable, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        reads: list[int] = []
+        real = table.read
+
+        def read() -> Any:
+            reads.append(1)
+            return real()
+
+        monkeypatch.setattr(table, "read", read)
+        return reads
+
+    def test_consecutive_changes_apply_without_a_read(
+        self, fleet: FailureTable, clock: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a loaded copy
+        clock.now = time.time()
+        snap = Snapshot(fleet, refresh_interval=60)
+        assert snap.refresh()
+        reads = self.counting_reads(fleet, monkeypatch)
+        heard: list[int] = []
+        snap.add_listener(lambda s: heard.append(s.version))
+        # When W1 is paused and W2 marked down, and their announcements are applied
+        messages = self.announced(
+            fleet,
+            lambda: (fleet.pause(W1, 60, Reason.MANUAL), fleet.mark_down(W2, Reason.SHUTDOWN)),
+        )
+        assert snap.apply(messages)
+        # Then the copy matches the table, with no read, and listeners heard once
+        assert reads == []
+        assert snap.version == fleet.version() and heard == [fleet.version()]
+        assert snap.entries[W1].state is State.PAUSED and snap.entries[W2].state is State.DOWN
+        assert set(snap.up_queues) == {q(W3), q(W4)}
+        assert {k: v.state for k, v in snap.entries.items()} == {
+            k: v.state for k, v in fleet.entries().items()
+        }
+
+    def test_a_gap_asks_for_a_read_and_changes_nothing(
+        self, fleet: FailureTable, clock: Any
+    ) -> None:
+        clock.now = time.time()
+        snap = Snapshot(fleet, refresh_interval=60)
+        assert snap.refresh()
+        before = (snap.version, snap.up_queues)
+        # Given two changes of which only the second was heard
+        messages = self.announced(
+            fleet, lambda: (fleet.pause(W1, 60, Reason.MANUAL), fleet.pause(W2, 60, Reason.MANUAL))
+        )
+        # Then applying it is refused: the copy needs a full read
+        assert not snap.apply(messages[1:])
+        assert (snap.version, snap.up_queues) == before
+
+    def test_a_forgotten_worker_or_junk_asks_for_a_read(
+        self, fleet: FailureTable, clock: Any
+    ) -> None:
+        clock.now = time.time()
+        fleet.mark_down(W4, Reason.SHUTDOWN)
+        snap = Snapshot(fleet, refresh_interval=60)
+        assert snap.refresh()
+        assert not snap.apply(self.announced(fleet, lambda: fleet.forget(W4)))
+        assert not snap.apply([{"type": "message", "data": "not json"}])
+
+    def test_announcements_already_read_are_skipped(self, fleet: FailureTable, clock: Any) -> None:
+        clock.now = time.time()
+        snap = Snapshot(fleet, refresh_interval=60)
+        messages = self.announced(fleet, lambda: fleet.pause(W1, 60, Reason.MANUAL))
+        assert snap.refresh()  # the read already holds the pause
+        version = snap.version
+        assert snap.apply(messages)
+        assert snap.version == version and q(W1) not in snap.up_queues
+
+    def test_a_worker_that_registers_is_routable_at_once(
+        self, table: FailureTable, clock: Any
+    ) -> None:
+        # Given a copy with a 5 s heartbeat timeout and a fleet of one
+        clock.now = time.time()
+        table.register(W1, q(W1))
+        snap = Snapshot(table, refresh_interval=60, heartbeat_timeout=5.0)
+        assert snap.refresh()
+        # When W2 registers (its first beat is in the same step)
+        assert snap.apply(self.announced(table, lambda: table.register(W2, q(W2))))
+        # Then it is routable without waiting for a read to bring its heartbeat
+        assert set(snap.up_queues) == {q(W1), q(W2)}

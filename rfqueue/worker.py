@@ -143,8 +143,8 @@ class Enforcer:
     def _reconcile(self) -> None:
         """Runs inside the consumer's event loop: add or cancel the dedicated queue."""
         consumer = self.consumer
-        if consumer is None or consumer.task_consumer is None:
-            return
+        if consumer is None or consumer.task_consumer is None or _shutting_down():
+            return  # a worker on its way out must not take up its queue again
         consuming = consumer.task_consumer.consuming_from(self.queue)
         if self._should_consume():
             if not consuming:
@@ -170,6 +170,15 @@ class Enforcer:
     def _consuming(self) -> bool:
         task_consumer = getattr(self.consumer, "task_consumer", None)
         return bool(task_consumer and task_consumer.consuming_from(self.queue))
+
+
+def _shutting_down() -> bool:
+    """Whether a warm or cold shutdown of this worker has begun (Celery's own flags)."""
+    from celery.worker import state
+
+    # Identity, as Celery checks them: a warm shutdown sets should_stop to 0 (EX_OK).
+    flags = (state.should_stop, state.should_terminate)
+    return any(flag is not None and flag is not False for flag in flags)
 
 
 def running_delivery_tags() -> set[str]:

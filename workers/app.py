@@ -47,7 +47,15 @@ app.conf.update(
     # RabbitMQ requeues what a worker held once it misses two heartbeats: 10 s instead of
     # Celery's 120 s gets a cut-off host's tasks moving in about 20 s (Redis ignores it).
     broker_heartbeat=10,
-    broker_transport_options={"socket_timeout": 5, "socket_connect_timeout": 5},
+    # A host cut off from Redis keeps its BRPOP waiting on a reply lost in the network;
+    # kombu drops such a connection after brpop_timeout + health_check_interval, checked
+    # every health_check_interval (25 s by default: up to about 51 s of a worker that is
+    # up in the table but deaf to its queue). 3 s makes that a few seconds.
+    broker_transport_options={
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 3,
+    },
     worker_hijack_root_logger=True,
     beat_schedule_filename=os.environ.get("CELERY_BEAT_SCHEDULE", "celerybeat-schedule"),
 )

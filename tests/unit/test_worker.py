@@ -89,3 +89,19 @@ def test_an_up_worker_is_never_woken(enforcer: Enforcer) -> None:
     enforcer.entry = entry(State.UP)
     enforcer._reconcile()
     assert enforcer.consumer.calls == [] and wakes == []
+
+
+@pytest.mark.parametrize("flag", ["should_stop", "should_terminate"])
+def test_a_worker_shutting_down_never_takes_up_its_queue_again(
+    enforcer: Enforcer, flag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.worker import state
+
+    # Given an up worker whose consumer Celery already cancelled for a shutdown
+    enforcer.entry = entry(State.UP)
+    enforcer.consumer.queues.clear()
+    # When the enforcer reconciles after the shutdown began (a warm one sets 0, EX_OK)
+    monkeypatch.setattr(state, flag, 0 if flag == "should_stop" else True)
+    enforcer._reconcile()
+    # Then it leaves the queue alone
+    assert enforcer.consumer.calls == []

@@ -69,9 +69,15 @@ class SentinelServer:
         return redis.Redis("127.0.0.1", self.port, decode_responses=True, socket_timeout=2)
 
     def master_port_now(self) -> int | None:
-        """The port of the master this Sentinel names right now."""
-        address = self.client().sentinel_get_master_addr_by_name(MASTER_NAME)
-        return int(address[1]) if address else None
+        """The port of the master this Sentinel gives clients now; None during a failover.
+
+        As redis-py judges it (``SENTINEL MASTERS``, not down): ``get-master-addr-by-name``
+        names the promoted replica some 50 ms before clients are given it.
+        """
+        state = self.client().sentinel_master(MASTER_NAME)
+        if state["is_sdown"] or state["is_odown"] or not state["is_master"]:
+            return None
+        return int(state["port"])
 
     def knows_good_replica(self) -> bool:
         """Whether this Sentinel has found a replica it could promote."""

@@ -13,7 +13,7 @@ import pytest
 import redis
 from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 
-from rfqueue.cli import main, run_command
+from rfqueue.cli import Context, main, run_command
 from rfqueue.fleet import free_port
 from rfqueue.redis_connect import (
     SENTINEL_PORT,
@@ -222,6 +222,13 @@ class TestCommandLine:
         err = capsys.readouterr().err
         assert code == 2 and len(err.splitlines()) == 1
         assert "rfqueue_redis_url" in err and "'--redis-url'" in err and "s3cret" not in err
+
+    def test_remote_control_over_a_sentinel_broker_names_the_master(self) -> None:
+        # Given no broker URL but the table's, which is a Sentinel URL
+        settings = Settings(redis_url="sentinel://h:1/0", sentinel_master="tablemaster")
+        # Then the CLI's remote-control app tells kombu the master's name, as kombu requires
+        app = Context(settings, None).control().app
+        assert app.conf.broker_transport_options["master_name"] == "tablemaster"
 
     def test_too_few_replicas_is_one_line_and_exit_1(
         self, capsys: pytest.CaptureFixture[str]

@@ -29,6 +29,8 @@ from rfqueue.demo_command import demo
 from rfqueue.entry import Entry, Reason, State
 from rfqueue.log import held_back
 from rfqueue.metrics import metrics
+from rfqueue.redis_connect import is_sentinel_url
+from rfqueue.replication import ReplicationError
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Change, Event, FailureTable
 
@@ -42,10 +44,7 @@ class Context:
 
     @property
     def table(self) -> FailureTable:
-        s = self.settings
-        return FailureTable(
-            s.redis_client(), s.namespace, s.events_max, heartbeat_timeout=s.heartbeat_timeout
-        )
+        return FailureTable.from_settings(self.settings)
 
     def control(self) -> RemoteControl:
         app = self.app
@@ -66,6 +65,8 @@ class Context:
                 "interval_step": 0.2,
                 "interval_max": 0.2,
             }
+            if is_sentinel_url(broker):  # kombu finds the master by this name
+                app.conf.broker_transport_options["master_name"] = self.settings.sentinel_master
         return RemoteControl(app)
 
     def broker_depths(self) -> DepthReader | None:
@@ -322,6 +323,9 @@ def run_command(command: click.Command, argv: list[str] | None, prog: str, redis
     except click.exceptions.Abort:
         click.echo(f"{prog}: aborted", err=True)
         return 130
+    except ReplicationError as exc:  # Redis was reached: the change is only not safe yet
+        click.echo(f"{prog}: error: {exc}", err=True)
+        return 1
     except (redis.RedisError, OSError) as exc:
         click.echo(f"{prog}: error: cannot reach {redis_what}: {exc}", err=True)
         return 1

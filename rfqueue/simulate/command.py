@@ -123,7 +123,7 @@ def simulate(jobs: int | None, png: Path | None, **values: Any) -> None:
     processes = jobs or default_jobs(params)
     click.echo(
         f"routing {params.tasks:,} tasks to {params.workers:,} workers with "
-        f"{len(params.policies)} policies in {processes} processes",
+        f"{len(params.policies)} policies in {_processes(processes)}",
         err=True,
     )
     comparison = compare(params, processes)
@@ -159,7 +159,7 @@ def print_comparison(comparison: Comparison) -> None:
 
     from rfqueue.simulate.figure import title
 
-    table = Table(title=title(comparison), title_justify="left")
+    table = Table()
     for column in (
         "policy",
         "mean wait",
@@ -182,6 +182,13 @@ def print_comparison(comparison: Comparison) -> None:
             f"{r.moved:,}",
             f"{r.seconds:.1f}",
         )
-    console = Console(width=max(110, Console().width))
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: never truncate a policy's name
+        console = Console(width=120)
+    console.print(title(comparison), soft_wrap=True)  # one line, for logs and notes
     console.print(table)
-    console.print(f"wall time {comparison.seconds:.1f} s in {comparison.jobs} processes")
+    console.print(f"wall time {comparison.seconds:.1f} s in {_processes(comparison.jobs)}")
+
+
+def _processes(n: int) -> str:
+    return f"{n} process" if n == 1 else f"{n} processes"

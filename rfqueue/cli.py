@@ -32,6 +32,7 @@ from rfqueue.metrics import metrics
 from rfqueue.redis_connect import is_sentinel_url
 from rfqueue.replication import ReplicationError
 from rfqueue.settings import Settings, SettingsError
+from rfqueue.simulate.command import simulate
 from rfqueue.table import Change, Event, FailureTable
 
 
@@ -304,6 +305,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
 cli.add_command(demo)
 cli.add_command(metrics)
 cli.add_command(bench)
+cli.add_command(simulate)
 
 
 def run_command(command: click.Command, argv: list[str] | None, prog: str, redis_what: str) -> int:

@@ -10,9 +10,16 @@ end
 -- entry made a scan of 10,000 workers block Redis for about 50 ms.
 local since = tonumber(redis.call('HGET', LIVENESS, 'since')) or 0
 if NOW - since <= timeout then return '[]' end  -- silence counts from when beats resumed
-local beats = {}
+local beats, freshest = {}, 0
 local flat = redis.call('HGETALL', HEARTBEATS)
-for i = 1, #flat, 2 do beats[flat[i]] = tonumber(flat[i + 1]) end
+for i = 1, #flat, 2 do
+  local beat = tonumber(flat[i + 1])
+  beats[flat[i]] = beat
+  if beat and beat > freshest then freshest = beat end
+end
+-- Nobody at all has beaten within the timeout, not even the live process asking: the
+-- table was out of reach (an outage, a failover), not a dead fleet. Wait for the beats.
+if NOW - freshest > timeout then return '[]' end
 local changed = {}
 for _, name in ipairs(redis.call('HKEYS', WORKERS)) do
   if NOW - math.max(beats[name] or 0, since) > timeout then

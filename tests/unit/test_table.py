@@ -164,11 +164,11 @@ class TestHeartbeat:
     def test_down_worker_with_unexpired_pause_beats_into_the_pause(
         self, table: FailureTable, clock: Any
     ) -> None:
-        # Given a worker paused for 60 s, then reaped as silent
-        register(table, W1)
+        # Given a worker paused for 60 s, then reaped as silent while W2 beats
+        register(table, W1, W2)
         table.pause(W1, 60, Reason.CHAOS)
         until = clock.now + 60
-        clock.advance(10)
+        beat_while(table, clock, 10, W2)
         table.reap(5)
         assert entry_of(table, W1).state is State.DOWN
         # When it beats again
@@ -547,9 +547,9 @@ class TestReap:
         assert table.reap(5) == []
 
     def test_reaped_paused_worker_keeps_its_pause(self, table: FailureTable, clock: Any) -> None:
-        register(table, W1)
+        register(table, W1, W2)
         table.pause(W1, 60, Reason.CHAOS)
-        clock.advance(10)
+        beat_while(table, clock, 10, W2)
         table.reap(5)
         e = entry_of(table, W1)
         assert (e.state, e.until) == (State.DOWN, clock.now - 10 + 60)
@@ -574,6 +574,18 @@ class TestReap:
         # And once they stay silent past the timeout after that, they are
         beat_while(table, clock, 6, W1)
         assert sorted(e.worker for e in table.reap(5)) == [W2, W3]
+
+    def test_a_reap_before_the_first_beat_after_an_outage_marks_nobody_down(
+        self, table: FailureTable, clock: Any
+    ) -> None:
+        # Given three beating workers, then 60 s in which nobody could reach the table
+        register(table, W1, W2, W3)
+        beat_while(table, clock, 3, W1, W2, W3)
+        clock.advance(60)
+        # When a rescuer reaps before any heartbeat got through (a failover, say)
+        # Then nobody is marked down: the silence was the table's, not the workers'
+        assert table.reap(5) == []
+        assert {e.state for e in table.entries().values()} == {State.UP}
 
     def test_with_a_lease_one_caller_per_period_scans(
         self, table: FailureTable, clock: Any
@@ -655,7 +667,7 @@ class TestLogAndChannel:
             lambda: table.mark_down(W2, Reason.SHUTDOWN),
             lambda: table.heartbeat(W2, q(W2)),
             lambda: clock.advance(31) or table.resume_expired(),
-            lambda: clock.advance(100) or table.reap(5),
+            lambda: beat_while(table, clock, 100, W3) or table.reap(5),
             lambda: table.forget(W1),
         ]
         versions = [table.version()]

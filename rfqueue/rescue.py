@@ -106,7 +106,8 @@ class Rescuer:
             try:
                 self.run_once()
             except Exception as exc:  # the thread must outlive any one bad round
-                self._warn("rfqueue: rescue round skipped: %r", exc)
+                # %s with the type: redis-py 8's repr hides the reason
+                self._warn("rfqueue: rescue round skipped: %s: %s", type(exc).__name__, exc)
 
     def reclaim(self, own_queue: str, held: Collection[str] = ()) -> None:
         """Take back this worker's unacknowledged messages that nobody here works on.

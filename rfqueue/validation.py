@@ -1,0 +1,125 @@
+"""Checks of every setting: :func:`validate` raises :class:`SettingsError` naming the first bad one.
+
+Each message starts with the setting's Celery name (``rfqueue_<name>: ...``), so the
+CLI and the reference app can print it as the one line a user mistake deserves.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, get_args
+
+import redis
+
+from rfqueue.redis_connect import is_sentinel_url, masked_url, parse_sentinel_url
+
+if TYPE_CHECKING:
+    from rfqueue.settings import Settings
+
+
+class SettingsError(ValueError):
+    """A setting with a value rfqueue cannot use."""
+
+
+def validate(s: Settings) -> None:
+    """Raise :class:`SettingsError` naming the first bad setting."""
+    _check_url(s.redis_url)
+    _check(bool(s.namespace.strip()), "namespace", "must not be empty")
+    _check(bool(s.queue_prefix), "queue_prefix", "must not be empty")
+    from rfqueue.policies import check_policy
+    from rfqueue.settings import NoWorkerUp
+
+    check_policy(s)  # the name, then what that policy needs (weights, hash_key)
+    modes = get_args(NoWorkerUp)
+    _check(s.no_worker_up in modes, "no_worker_up", f"must be one of {', '.join(modes)}")
+    if s.no_worker_up == "fallback":
+        _check(bool(s.fallback_queue), "fallback_queue", "must name a queue for 'fallback'")
+    intervals = ("refresh_interval", "heartbeat_interval", "depth_interval", "max_pause")
+    for name in (*intervals, "socket_timeout"):
+        _check(getattr(s, name) > 0, name, f"must be positive, got {getattr(s, name)}")
+    _check(
+        s.heartbeat_timeout >= 2 * s.heartbeat_interval,
+        "heartbeat_timeout",
+        f"must be at least twice heartbeat_interval ({s.heartbeat_interval})",
+    )
+    _check(s.events_max >= 1, "events_max", "must be at least 1")
+    _check(s.rescue_interval > 0, "rescue_interval", f"must be positive, got {s.rescue_interval}")
+    _validate_replication(s)
+    _validate_chaos(s)
+
+
+def _validate_replication(s: Settings) -> None:
+    if is_sentinel_url(s.redis_url):
+        # No "redis_url" in the message: the CLI would blame --redis-url for it.
+        required = "required with a sentinel:// URL"
+        _check(bool(s.sentinel_master.strip()), "sentinel_master", required)
+    acks = s.replica_acks
+    _check(acks is None or acks >= 0, "replica_acks", f"must not be negative, got {acks}")
+    _check(s.replica_timeout > 0, "replica_timeout", f"must be positive, got {s.replica_timeout}")
+    _check(
+        s.change_acks.replicas == 0 or s.replica_timeout < s.socket_timeout,
+        "replica_timeout",
+        f"must be shorter than socket_timeout ({s.socket_timeout:g} s)",
+    )
+
+
+def _validate_chaos(s: Settings) -> None:
+    _check(s.chaos_interval > 0, "chaos_interval", f"must be positive, got {s.chaos_interval}")
+    _check(0 <= s.chaos_probability <= 1, "chaos_probability", "must be between 0 and 1")
+    _check(s.chaos_k >= 1, "chaos_k", f"must be at least 1, got {s.chaos_k}")
+    _check(s.chaos_min_duration > 0, "chaos_min_duration", "must be positive")
+    _check(
+        s.chaos_max_duration >= s.chaos_min_duration,
+        "chaos_max_duration",
+        f"must be at least chaos_min_duration ({s.chaos_min_duration})",
+    )
+    _check(
+        s.chaos_max_duration <= s.max_pause,
+        "chaos_max_duration",
+        f"must not exceed max_pause ({s.max_pause})",
+    )
+    if isinstance(s.max_paused, float):
+        _check(0 < s.max_paused < 1, "max_paused", "a fraction must be between 0 and 1")
+    else:
+        _check(s.max_paused >= 0, "max_paused", "must not be negative")
+    _check(s.min_up >= 0, "min_up", "must not be negative")
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise SettingsError(f"rfqueue_{name}: {message}")
+
+
+def _check_url(url: str) -> None:
+    try:
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)
+            return
+        options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"rfqueue_redis_url: cannot use {_masked(url)!r}: {exc}") from None
+    _check_tls(url, options)
+
+
+def _check_tls(url: str, options: dict[str, Any]) -> None:
+    """Check a URL's TLS parameters now: redis-py would only fail on them at the first call."""
+    for key in options:
+        _check(
+            not key.startswith("ssl_") or url.startswith("rediss://"),
+            "redis_url",
+            f"{key} needs a rediss:// URL",
+        )
+    reqs = options.get("ssl_cert_reqs", "required")
+    _check(
+        reqs in ("none", "optional", "required"),
+        "redis_url",
+        f"ssl_cert_reqs must be none, optional or required, got {reqs!r}",
+    )
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        path = options.get(key)
+        _check(path is None or os.path.isfile(path), "redis_url", f"{key}: no file {path!r}")
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password masked, even when it cannot be parsed."""
+    return masked_url(url)

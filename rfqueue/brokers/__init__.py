@@ -80,7 +80,9 @@ def broker_url(conf: Mapping[str, Any]) -> str:
     url = getattr(conf, "broker_url", None) or conf.get("broker_url") or ""
     if isinstance(url, (list, tuple)):
         url = url[0] if url else ""
-    return str(url).split(";")[0].strip()
+    url = str(url).strip()
+    # In a Sentinel URL the parts are the Sentinels of one broker, not failover brokers.
+    return url if url.startswith("sentinel://") else url.split(";")[0].strip()
 
 
 def broker_for(conf: Mapping[str, Any], socket_timeout: float) -> Broker | None:

@@ -16,6 +16,7 @@ import redis
 
 from rfqueue.brokers import Broker, Chooser
 from rfqueue.handoff import handoff
+from rfqueue.redis_connect import connect, kombu_master_name
 from rfqueue.stranded import BrokerLayout, StrandedMessages
 from rfqueue.wake import wake_blocked_read
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 class RedisBroker(Broker):
     """A kombu Redis broker, reached with its own redis-py client."""
 
-    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss")
+    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "sentinel")
 
     def __init__(self, client: Any, layout: BrokerLayout | None = None) -> None:
         self.client = client
@@ -34,15 +35,19 @@ class RedisBroker(Broker):
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any], url: str, socket_timeout: float) -> RedisBroker:
-        """A client for ``url`` with rfqueue's timeouts, and the app's key layout."""
-        client = redis.Redis.from_url(
+        """A client for ``url`` with rfqueue's timeouts, and the app's key layout.
+
+        Through Sentinel, the master is the one kombu's ``master_name`` names.
+        """
+        options = conf.get("broker_transport_options")
+        client = connect(
             url,
+            sentinel_master=kombu_master_name(options),
             decode_responses=True,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
         )
-        layout = BrokerLayout.from_transport_options(conf.get("broker_transport_options"))
-        return cls(client, layout)
+        return cls(client, BrokerLayout.from_transport_options(options))
 
     def depths(self, queues: Sequence[str]) -> dict[str, int]:
         """Every priority list counted, in one pipelined round trip."""

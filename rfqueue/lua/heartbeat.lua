@@ -3,6 +3,11 @@
 local name, queue = ARGV[4], ARGV[5]
 note_beat(name, tonumber(ARGV[6]))
 local e = load(name)
+if e and e.state == 'down' and NOW < e.since then
+  -- Sent before the worker was marked down, delivered after (it waited in the network):
+  -- old news, no sign of life now. Its next beat revives it, if it is still there.
+  return reply('noop', e)
+end
 if not e or e.state == 'down' then
   e = e or {worker = name}
   e.queue = queue

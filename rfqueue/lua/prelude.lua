@@ -103,7 +103,10 @@ end
 -- unreachable for everyone), ``since`` moves to now: silence is counted from then on, so
 -- an outage never makes the whole fleet look dead the moment Redis returns.
 local function note_beat(name, gap)
-  redis.call('HSET', HEARTBEATS, name, NOW)
+  -- A beat held up in the network (a host cut off) can land after a fresher one, stamped
+  -- with its send time: a worker's last beat never moves back.
+  local prev = tonumber(redis.call('HGET', HEARTBEATS, name)) or 0
+  if NOW > prev then redis.call('HSET', HEARTBEATS, name, NOW) end
   local last = tonumber(redis.call('HGET', LIVENESS, 'last')) or 0
   if NOW - last > gap then redis.call('HSET', LIVENESS, 'since', NOW) end
   if NOW > last then redis.call('HSET', LIVENESS, 'last', NOW) end

@@ -94,9 +94,8 @@ def test_cut_off_worker_is_marked_down_rescued_and_rejoins(
     network.restore("w1")
     up_at = time.time()
 
-    # Then w1 rejoins: the table shows it up again, from its own heartbeat (a beat sent
-    # during the cut may land once the link is back, stamped with its send time, even
-    # before the down: events are found by version, not by time)
+    # Then w1 rejoins: the table shows it up again, from its own heartbeat (events are
+    # found by version, not by time: the table takes each writer's clock)
     back = wait_for(lambda: _event(table, w1, "register", down.version), 30, interval=0.1,
                     what="w1 back in the table")
     rejoined_at = time.time()

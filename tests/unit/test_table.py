@@ -161,6 +161,41 @@ class TestHeartbeat:
         assert entry_of(table, W1).state is State.UP
         assert actions(table)[-1] == (W1, "register", "heartbeat")
 
+    def test_a_beat_delivered_late_never_moves_the_last_beat_back(
+        self, table: FailureTable, clock: Any
+    ) -> None:
+        # Given a worker whose latest beat is at t
+        register(table, W1)
+        clock.advance(5)
+        table.heartbeat(W1, q(W1))
+        latest = clock.now
+        # When a beat it sent 3 s earlier arrives now (it waited in the network)
+        clock.now = latest - 3
+        table.heartbeat(W1, q(W1))
+        # Then its last beat is still t
+        clock.now = latest
+        assert entry_of(table, W1).heartbeat == latest
+
+    def test_a_beat_sent_before_the_worker_was_marked_down_does_not_revive_it(
+        self, table: FailureTable, clock: Any
+    ) -> None:
+        # Given W1 cut off (silent) and marked down while W2 beats
+        register(table, W1, W2)
+        beat_while(table, clock, 10, W2)
+        assert [e.worker for e in table.reap(5)] == [W1]
+        down_at = clock.now
+        # When a beat W1 sent before the down arrives after it
+        clock.now = down_at - 4
+        change = table.heartbeat(W1, q(W1))
+        # Then W1 stays down: that beat is no sign of life now
+        assert change.status == "noop"
+        clock.now = down_at
+        assert entry_of(table, W1).state is State.DOWN
+        # And a beat sent after the down revives it
+        clock.advance(1)
+        assert table.heartbeat(W1, q(W1)).status == "ok"
+        assert entry_of(table, W1).state is State.UP
+
     def test_down_worker_with_unexpired_pause_beats_into_the_pause(
         self, table: FailureTable, clock: Any
     ) -> None:

@@ -99,16 +99,29 @@ def _load_app(path: str | None) -> Any:
     metavar="URL",
     help="Redis holding the table [env RFQUEUE_REDIS_URL; default: CELERY_BROKER_URL].",
 )
+@click.option(
+    "--sentinel-master",
+    envvar="RFQUEUE_SENTINEL_MASTER",
+    metavar="NAME",
+    help="With a sentinel:// URL: the master the Sentinels monitor [env RFQUEUE_SENTINEL_MASTER].",
+)
 @click.option("--namespace", envvar="RFQUEUE_NAMESPACE", help="Key namespace [default: rfqueue].")
 @click.pass_context
 def cli(
-    ctx: click.Context, app_path: str | None, redis_url: str | None, namespace: str | None
+    ctx: click.Context,
+    app_path: str | None,
+    redis_url: str | None,
+    sentinel_master: str | None,
+    namespace: str | None,
 ) -> None:
     """Failure-aware dispatch for Celery: inspect and change the failure table."""
     app = _load_app(app_path)
     try:
         settings = Settings.load(
-            app.conf if app else None, redis_url=redis_url, namespace=namespace
+            app.conf if app else None,
+            redis_url=redis_url,
+            sentinel_master=sentinel_master,
+            namespace=namespace,
         )
     except SettingsError as exc:
         hint = "'--redis-url'" if redis_url and "redis_url" in str(exc) else None

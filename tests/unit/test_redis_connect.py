@@ -215,6 +215,18 @@ class TestCommandLine:
         assert code == 2
         assert err == "rfqueue: error: rfqueue_sentinel_master: required with a sentinel:// URL\n"
 
+    def test_the_master_name_can_be_given_as_an_option(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a Sentinel URL where nothing answers, and the master named on the command line
+        monkeypatch.delenv("RFQUEUE_SENTINEL_MASTER", raising=False)
+        argv = ["--redis-url", "sentinel://:s3cret@127.0.0.1:1/0", "--sentinel-master", "tbl"]
+        # When status runs, the settings are accepted and the Sentinel is asked for "tbl"
+        code = main([*argv, "status"])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.splitlines()) == 1
+        assert "'tbl'" in err and "s3cret" not in err
+
     def test_a_bad_sentinel_port_is_exit_2_naming_the_url(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:

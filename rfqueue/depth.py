@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
 
+#: reads the depth of each of the given queues (a broker's, or a Redis client's)
+DepthReader = Callable[[Sequence[str]], dict[str, int]]
+
 
 def queue_lists(
     queue: str, steps: Sequence[int] = PRIORITY_STEPS, sep: str = PRIORITY_SEP
@@ -57,7 +60,7 @@ def queue_depths(
 
 def redis_depth_reader(
     client: Any, steps: Sequence[int] = PRIORITY_STEPS
-) -> Callable[[Sequence[str]], dict[str, int]]:
+) -> DepthReader:
     """:func:`queue_depths` over ``client``, as a :class:`DepthSampler` reads them."""
     return lambda queues: queue_depths(client, queues, steps)
 
@@ -78,7 +81,7 @@ class DepthSampler:
 
     def __init__(
         self,
-        read: Callable[[Sequence[str]], dict[str, int]],
+        read: DepthReader,
         queues: Callable[[], Iterable[str]],
         interval: float,
     ) -> None:

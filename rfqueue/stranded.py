@@ -14,18 +14,17 @@ import json
 import logging
 from bisect import bisect
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from rfqueue.brokers import Chooser
 from rfqueue.depth import PRIORITY_SEP, PRIORITY_STEPS, queue_depths, queue_lists
 
 logger = logging.getLogger(__name__)
 
-#: picks the up queue that one rescued message goes to
-Chooser = Callable[[], str]
 
 #: messages one script call moves at most, so Redis is never blocked for long
 MOVE_BATCH = 500

@@ -97,7 +97,7 @@ def _check_url(url: str) -> None:
             return
         options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
-        raise SettingsError(f"rfqueue_redis_url: cannot use {_masked(url)!r}: {exc}") from None
+        raise SettingsError(f"rfqueue_redis_url: cannot use {masked_url(url)!r}: {exc}") from None
     _check_tls(url, options)
 
 
@@ -119,7 +119,3 @@ def _check_tls(url: str, options: dict[str, Any]) -> None:
         path = options.get(key)
         _check(path is None or os.path.isfile(path), "redis_url", f"{key}: no file {path!r}")
 
-
-def _masked(url: str) -> str:
-    """``url`` with its password masked, even when it cannot be parsed."""
-    return masked_url(url)

@@ -210,20 +210,23 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, c: Any) -> None:
         self.enforcer.attach(c)
-        broker = self.broker
-        if broker is None:
-            if not self._started:
-                logger.info("rfqueue: no rescue on this broker (Redis or RabbitMQ only)")
-        elif not self._started:
-            self.enforcer.on_resume = broker.consumer_resumed
-            self.rescuer = start_rescuer(
-                self.settings, self.enforcer.snapshot, broker, self.enforcer.queue
-            )
+        if not self._started:
+            self._start_rescue()
         elif self.rescuer is not None:  # a reconnect: Celery lost what it had not started
             self.rescuer.reclaim(self.enforcer.queue, held=running_delivery_tags())
-        if broker is not None:
-            broker.consumer_started(c)
+        if self.broker is not None:
+            self.broker.consumer_started(c)
         self._started = True
+
+    def _start_rescue(self) -> None:
+        """Once per worker: the rescuer, and the broker's hook for a resumed queue."""
+        if self.broker is None:
+            logger.info("rfqueue: no rescue on this broker (Redis or RabbitMQ only)")
+            return
+        self.enforcer.on_resume = self.broker.consumer_resumed
+        self.rescuer = start_rescuer(
+            self.settings, self.enforcer.snapshot, self.broker, self.enforcer.queue
+        )
 
     def stop(self, c: Any) -> None:
         """Nothing: a reconnect stops and restarts the consumer, the worker stays."""

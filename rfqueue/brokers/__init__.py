@@ -16,13 +16,14 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
+from rfqueue.depth import DepthReader
+
+__all__ = ["Broker", "BrokerRefused", "BrokerUnavailable", "Chooser", "DepthReader", "broker_for"]
+
 logger = logging.getLogger(__name__)
 
 #: picks the up queue that one moved message goes to
 Chooser = Callable[[], str]
-
-#: reads the depth of each of the given queues
-DepthReader = Callable[[Sequence[str]], dict[str, int]]
 
 
 class BrokerUnavailable(OSError):

@@ -1,7 +1,13 @@
-"""``install(app)``: the few lines that add rfqueue to a Celery app."""
+"""``install(app)``: the few lines that add rfqueue to a Celery app, and the settings it wants.
+
+:func:`recommended_config` is the one source of the Celery settings rfqueue's
+guarantees rest on (the reference app, the demo's app and the README's snippet all use
+it); :func:`install` adds the router, the chaos task and the worker bootsteps.
+"""
 
 from __future__ import annotations
 
+import ssl
 import sys
 from typing import Any
 
@@ -9,15 +15,63 @@ from celery import signals
 
 from rfqueue.brokers import BrokerRefused, broker_for
 from rfqueue.chaos import chaos_overrides, run_tick
-from rfqueue.inbound import MalformedMessageGuard
 from rfqueue.keys import Keys
-from rfqueue.router import Router
+from rfqueue.routing.router import Router
+from rfqueue.routing.unpin import Unpin
 from rfqueue.settings import Settings
-from rfqueue.unpin import Unpin
-from rfqueue.worker import RfqueueStep, add_dedicated_queue
+from rfqueue.worker.inbound import MalformedMessageGuard
+from rfqueue.worker.step import RfqueueStep, add_dedicated_queue
 
 CHAOS_TASK = "rfqueue.chaos"
 CHAOS_SCHEDULE_ENTRY = "rfqueue-chaos"
+
+
+def recommended_config(broker_url: str) -> dict[str, Any]:
+    """The Celery settings rfqueue's promises assume, for a broker at ``broker_url``.
+
+    ``app.conf.update(rfqueue.recommended_config(url))``, then your own settings. JSON
+    only; each pool process holds at most the task it runs and acknowledges it after it
+    ran, so a paused worker finishes at most ``concurrency`` tasks and a dead one's task
+    runs again elsewhere; publishing rides out a Redis restart of a few seconds; a host
+    cut off from the broker is noticed in seconds (kombu's ``health_check_interval`` on
+    Redis, ``broker_heartbeat`` on RabbitMQ); a bare ``rediss://`` URL checks the
+    server's certificate, as redis-py does for the table.
+    """
+    redis_broker = broker_url.startswith(("redis://", "rediss://", "sentinel://"))
+    config: dict[str, Any] = {
+        # JSON only: a pickle payload is refused by every consumer.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A pause is only as quick as the prefetch is small.
+        "worker_prefetch_multiplier": 1,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_disable_prefetch": redis_broker,
+        # About 10 s of retries, then kombu's OperationalError instead of a hang.
+        "task_publish_retry_policy": {
+            "max_retries": 12,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        "broker_connection_retry_on_startup": True,
+        # RabbitMQ requeues what a cut-off worker held after two missed heartbeats.
+        "broker_heartbeat": 10,
+        # A cut-off host's BRPOP waits on a lost reply until kombu's health check: 3 s
+        # instead of 25 s makes a worker deaf for seconds, not up to about 51 s.
+        "broker_transport_options": {
+            "socket_timeout": 5,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 3,
+        },
+    }
+    if broker_url.startswith("rediss://") and "ssl_cert_reqs=" not in broker_url:
+        # kombu alone would use a bare rediss:// URL without checking the certificate.
+        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return config
 
 
 def check_broker_login(conf: Any, settings: Settings) -> None:

@@ -23,9 +23,10 @@ from typing import Any
 import redis
 
 from rfqueue.control import RemoteControl
-from rfqueue.entry import Entry, Reason, State
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Budget, FailureTable
+from rfqueue.table.entry import Entry, Reason, State
+from rfqueue.table.registry import snapshot_for
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +177,6 @@ def chaos_overrides(settings: Settings) -> dict[str, Any]:
 
 def run_tick(app: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Body of the ``rfqueue.chaos`` Celery task."""
-    from rfqueue.router import snapshot_for
-
     unknown = set(overrides or {}) - set(CHAOS_FIELDS)
     if unknown:
         return _skipped(f"unknown arguments {sorted(unknown)}")

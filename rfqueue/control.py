@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rfqueue.entry import Entry
 from rfqueue.log import RateLimitedWarning
+from rfqueue.table.entry import Entry
 
 logger = logging.getLogger(__name__)
 

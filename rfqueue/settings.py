@@ -11,23 +11,21 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 import redis
 
-from rfqueue.keys import DEFAULT_NAMESPACE
-from rfqueue.redis_connect import (
+from rfqueue.connection import (
     connect,
     is_sentinel_url,
     kombu_master_name,
     masked_url,
 )
-from rfqueue.replication import ReplicaAcks
-from rfqueue.validation import SettingsError, validate
+from rfqueue.keys import DEFAULT_NAMESPACE
+from rfqueue.validation import NoWorkerUp, SettingsError, validate
 
-__all__ = ["DEFAULT_REDIS_URL", "Settings", "SettingsError", "default_redis_url"]
+__all__ = ["DEFAULT_REDIS_URL", "NoWorkerUp", "Settings", "SettingsError", "default_redis_url"]
 
-NoWorkerUp = Literal["spread", "fallback", "error"]
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
@@ -143,12 +141,11 @@ class Settings:
         return masked_url(self.redis_url)
 
     @property
-    def change_acks(self) -> ReplicaAcks:
+    def replicas_wanted(self) -> int:
         """Replicas that confirm each state change: ``replica_acks``, else 1 through Sentinel."""
-        wanted = self.replica_acks
-        if wanted is None:
-            wanted = 1 if is_sentinel_url(self.redis_url) else 0
-        return ReplicaAcks(wanted, self.replica_timeout)
+        if self.replica_acks is not None:
+            return self.replica_acks
+        return 1 if is_sentinel_url(self.redis_url) else 0
 
     def redis_client(self, **kwargs: Any) -> redis.Redis:
         """A client for the table's Redis (its master, through Sentinel) with rfqueue's timeouts."""

@@ -7,14 +7,34 @@ CLI and the reference app can print it as the one line a user mistake deserves.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, get_args
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import redis
+from kombu.utils.imports import symbol_by_name
 
-from rfqueue.redis_connect import is_sentinel_url, masked_url, parse_sentinel_url
+from rfqueue.connection import is_sentinel_url, masked_url, parse_sentinel_url
 
 if TYPE_CHECKING:
     from rfqueue.settings import Settings
+
+#: what the router does when no worker is up
+NoWorkerUp = Literal["spread", "fallback", "error"]
+
+#: policy name -> the class, by dotted path. Policies are plugins: a setting names one (or
+#: a dotted path of the user's own) and kombu's ``symbol_by_name`` imports it when it is
+#: checked or built, as Celery resolves its own loaders and backends by name.
+BUILTIN_POLICIES: Mapping[str, str] = {
+    "hash": "rfqueue.routing.policies.hash:HashPolicy",
+    "least_loaded": "rfqueue.routing.policies.least_loaded:LeastLoadedPolicy",
+    "p2c": "rfqueue.routing.policies.p2c:PowerOfTwoPolicy",
+    "random": "rfqueue.routing.policies.random_choice:RandomPolicy",
+    "round_robin": "rfqueue.routing.policies.round_robin:RoundRobinPolicy",
+    "weighted": "rfqueue.routing.policies.weighted:WeightedPolicy",
+}
+
+#: the largest weight of the ``weighted`` policy: a cycle holds sum(weights) slots
+MAX_WEIGHT = 100
 
 
 class SettingsError(ValueError):
@@ -26,9 +46,6 @@ def validate(s: Settings) -> None:
     _check_url(s.redis_url)
     _check(bool(s.namespace.strip()), "namespace", "must not be empty")
     _check(bool(s.queue_prefix), "queue_prefix", "must not be empty")
-    from rfqueue.policies import check_policy
-    from rfqueue.settings import NoWorkerUp
-
     check_policy(s)  # the name, then what that policy needs (weights, hash_key)
     modes = get_args(NoWorkerUp)
     _check(s.no_worker_up in modes, "no_worker_up", f"must be one of {', '.join(modes)}")
@@ -57,7 +74,7 @@ def _validate_replication(s: Settings) -> None:
     _check(acks is None or acks >= 0, "replica_acks", f"must not be negative, got {acks}")
     _check(s.replica_timeout > 0, "replica_timeout", f"must be positive, got {s.replica_timeout}")
     _check(
-        s.change_acks.replicas == 0 or s.replica_timeout < s.socket_timeout,
+        s.replicas_wanted == 0 or s.replica_timeout < s.socket_timeout,
         "replica_timeout",
         f"must be shorter than socket_timeout ({s.socket_timeout:g} s)",
     )
@@ -119,3 +136,62 @@ def _check_tls(url: str, options: dict[str, Any]) -> None:
         path = options.get(key)
         _check(path is None or os.path.isfile(path), "redis_url", f"{key}: no file {path!r}")
 
+
+def resolve_policy(name: str) -> type:
+    """The class a policy name or dotted path refers to; ``ValueError`` if none.
+
+    Anything with the :class:`~rfqueue.routing.policies.Policy` hooks (``check``,
+    ``start``, ``choose``) will do here; the router insists on a subclass.
+    """
+    path = BUILTIN_POLICIES.get(name, name)
+    if "." not in path and ":" not in path:
+        known = ", ".join(sorted(BUILTIN_POLICIES))
+        raise ValueError(f"unknown policy {name!r}; choose one of {known}")
+    try:
+        cls = symbol_by_name(path)  # type: ignore[no-untyped-call]
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot import policy {name!r}: {exc}") from None
+    hooks = ("check", "start", "choose")
+    if not (isinstance(cls, type) and all(callable(getattr(cls, h, None)) for h in hooks)):
+        raise ValueError(f"{name!r} is not a rfqueue.routing.policies.Policy subclass")
+    return cls
+
+
+def check_policy_name(name: str) -> None:
+    """Raise the settings error for an unusable policy name."""
+    try:
+        resolve_policy(name)
+    except ValueError as exc:
+        raise SettingsError(f"rfqueue_policy: {exc}") from None
+
+
+def check_policy(s: Settings) -> None:
+    """A usable policy name, well-formed weights, and what that policy itself needs."""
+    check_policy_name(s.policy)
+    parse_weights(s.weights)
+    policy: Any = resolve_policy(s.policy)
+    policy.check(s)
+
+
+def parse_weights(pairs: Iterable[str]) -> dict[str, int]:
+    """``["w1@h=3", "w2@h=1"]`` -> ``{"w1@h": 3, "w2@h": 1}``; SettingsError on bad input."""
+    weights: dict[str, int] = {}
+    for pair in pairs:
+        node, sep, raw = pair.rpartition("=")
+        node = node.strip()
+        if not sep or not node:
+            raise SettingsError(f"rfqueue_weights: expected nodename=weight, got {pair!r}")
+        try:
+            weight = int(raw.strip())
+        except ValueError:
+            raise SettingsError(
+                f"rfqueue_weights: weight of {node} must be a whole number, got {raw.strip()!r}"
+            ) from None
+        if not 0 <= weight <= MAX_WEIGHT:
+            raise SettingsError(
+                f"rfqueue_weights: weight of {node} must be from 0 to {MAX_WEIGHT}, got {weight}"
+            )
+        weights[node] = weight
+    if weights and not any(weights.values()):
+        raise SettingsError("rfqueue_weights: the weights must not all be zero")
+    return weights

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from rfqueue.fleet import RedisServer
+from rfqueue.demo.fleet import RedisServer
 
 REDIS_SERVER = pytest.StashKey[RedisServer]()
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from rfqueue.fleet import BEAT_COMMAND, FLOWER_COMMAND, WORKER_COMMAND
-from rfqueue.metrics import METRICS_COMMAND, metrics
+from rfqueue.monitoring.metrics import METRICS_COMMAND, metrics
 from rfqueue.settings import Settings
+from tests.reference import BEAT_COMMAND, FLOWER_COMMAND, WORKER_COMMAND
 from workers import producer
 from workers.producer import PRODUCER_COMMAND
 

@@ -22,19 +22,14 @@ from rfqueue.bench.common import PLAIN, POLLING_INTERVAL
 
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
 app = Celery("rfqueue_bench", broker=broker_url, set_as_current=False)
-# The reference deployment's settings (workers/app.py): small prefetch, late acks.
+# rfqueue's recommended settings (small prefetch, late acks), on both sides alike.
 app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    task_ignore_result=True,
-    worker_prefetch_multiplier=1,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_disable_prefetch=broker_url.startswith(("redis://", "rediss://")),
-    worker_hijack_root_logger=True,
+    rfqueue.recommended_config(broker_url), task_ignore_result=True, worker_hijack_root_logger=True
 )
 if os.environ.get(POLLING_INTERVAL):
-    app.conf.broker_transport_options = {"polling_interval": float(os.environ[POLLING_INTERVAL])}
+    options = {**app.conf.broker_transport_options}
+    options["polling_interval"] = float(os.environ[POLLING_INTERVAL])
+    app.conf.broker_transport_options = options
 if os.environ.get(PLAIN) != "1":
     rfqueue.install(app)
 

@@ -15,9 +15,9 @@ from typing import Any
 from rfqueue.bench.common import Bench, Row
 from rfqueue.bench.publish import task_of
 from rfqueue.bench.routing import rfqueue_app, stop_sampler
-from rfqueue.depth import queue_depths, queue_lists
-from rfqueue.dispatch import dispatch_many
-from rfqueue.fleet import wait_for
+from rfqueue.brokers.redis_layout import queue_depths, queue_lists
+from rfqueue.demo.fleet import wait_for
+from rfqueue.routing.dispatch import dispatch_many
 from rfqueue.table import FailureTable
 
 WORKERS = ("b1@bench", "b2@bench", "b3@bench", "b4@bench")

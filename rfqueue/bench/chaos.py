@@ -21,9 +21,9 @@ from celery import Celery
 from rfqueue.bench.common import Bench, Row, median, percentile, queue_name
 from rfqueue.bench.routing import rfqueue_app
 from rfqueue.control import RemoteControl
-from rfqueue.entry import Reason
-from rfqueue.fleet import wait_for
+from rfqueue.demo.fleet import wait_for
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import Reason
 
 #: seconds each task works
 WORK = 0.02

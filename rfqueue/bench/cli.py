@@ -45,9 +45,9 @@ def bench(quick: bool, doc: Path | None, only: str | None, note: str | None) -> 
     families = _families(only)
     from rfqueue.bench import report
     from rfqueue.bench.common import Bench
-    from rfqueue.embedded import NoRedisServer, redis_server_binary
-    from rfqueue.fleet import RedisServer
-    from rfqueue.router import stop_snapshots
+    from rfqueue.demo.embedded import NoRedisServer, redis_server_binary
+    from rfqueue.demo.fleet import RedisServer
+    from rfqueue.table.registry import stop_snapshots
 
     try:
         binary = redis_server_binary()

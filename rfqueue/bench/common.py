@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rfqueue.fleet import ManagedProcess, RedisServer, wait_for
+from rfqueue.demo.fleet import ManagedProcess, RedisServer, wait_for
 from rfqueue.keys import Keys
 
 #: the environment variable that makes the bench app plain Celery

@@ -21,7 +21,7 @@ from celery import Celery
 from rfqueue.bench.common import Bench, Row, drained, fleet, median, queue_name
 from rfqueue.bench.publish import task_of
 from rfqueue.bench.routing import rfqueue_app
-from rfqueue.fleet import wait_for
+from rfqueue.demo.fleet import wait_for
 
 NAMES = ("w1", "w2", "w3")
 

@@ -84,7 +84,7 @@ def run(bench: Bench) -> list[Row]:
 def main() -> None:
     url, total = sys.argv[1], int(sys.argv[2])
     result = probe(url, total)
-    from rfqueue.router import stop_snapshots
+    from rfqueue.table.registry import stop_snapshots
 
     stop_snapshots()
     print(json.dumps(result))

@@ -27,9 +27,9 @@ from celery import Celery
 from rfqueue.bench.common import Bench, BenchFleet, Row, percentile, queue_name
 from rfqueue.bench.routing import rfqueue_app
 from rfqueue.control import RemoteControl
-from rfqueue.entry import Reason
-from rfqueue.fleet import ManagedProcess, wait_for
+from rfqueue.demo.fleet import ManagedProcess, wait_for
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import Reason
 
 PRODUCERS = 4
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from rfqueue.bench.common import Bench, Row, median, timed
 from rfqueue.bench.routing import WORKERS, register_workers, rfqueue_app, static_app
-from rfqueue.dispatch import dispatch_many
+from rfqueue.routing.dispatch import dispatch_many
 
 
 def noop(n: int = 0, user: str = "") -> None:

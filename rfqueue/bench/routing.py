@@ -14,7 +14,7 @@ from typing import Any
 from celery import Celery
 
 from rfqueue.bench.common import Bench, Row, median
-from rfqueue.router import Router
+from rfqueue.routing.router import Router
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 

@@ -28,7 +28,7 @@ import amqp
 import kombu.connection
 from kombu.utils.url import maybe_sanitize_url
 
-from rfqueue.brokers import Broker, BrokerRefused, BrokerUnavailable, Chooser
+from rfqueue.brokers.base import Broker, BrokerRefused, BrokerUnavailable, Chooser
 
 logger = logging.getLogger(__name__)
 

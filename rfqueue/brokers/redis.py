@@ -1,7 +1,8 @@
 """The Redis transport: depths by ``LLEN``, moves and restores by Lua, one message at a time.
 
-The mechanics are in :mod:`rfqueue.stranded` (moving messages between kombu's lists),
-:mod:`rfqueue.handoff` (a message taken as Redis went away) and :mod:`rfqueue.wake`
+The mechanics are in :mod:`~rfqueue.brokers.stranded` (moving messages between kombu's lists),
+:mod:`~rfqueue.brokers.handoff` (a message taken as Redis went away) and
+:mod:`~rfqueue.brokers.wake`
 (ending the blocking read of a worker that resumes).
 """
 
@@ -14,11 +15,12 @@ from typing import Any, ClassVar
 
 import redis
 
-from rfqueue.brokers import Broker, Chooser
-from rfqueue.handoff import handoff
-from rfqueue.redis_connect import connect, kombu_master_name
-from rfqueue.stranded import BrokerLayout, StrandedMessages
-from rfqueue.wake import wake_blocked_read
+from rfqueue.brokers.base import Broker, Chooser
+from rfqueue.brokers.handoff import handoff
+from rfqueue.brokers.redis_layout import BrokerLayout
+from rfqueue.brokers.stranded import StrandedMessages
+from rfqueue.brokers.wake import wake_blocked_read
+from rfqueue.connection import connect, kombu_master_name
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rfqueue.policies.hash import VNODES
+from rfqueue.routing.policies.hash import VNODES
 
 
 @dataclass

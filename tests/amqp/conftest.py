@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from rfqueue.fleet import Fleet, ManagedProcess, RedisServer
+from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer
 from tests.conftest import FAST
 from tests.integration.conftest import LEDGER, ROOT, redis_client  # noqa: F401  (fixture)
+from tests.reference import APP
 
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 
@@ -81,7 +82,7 @@ def amqp_url() -> Iterator[str]:
 def amqp_fleet(amqp_url: str, redis_server: RedisServer, tmp_path: Path) -> Iterator[Fleet]:
     """Workers and beat on RabbitMQ; the table (and the tasks' ledger) in the private Redis."""
     env = {**FAST, "RFQUEUE_REDIS_URL": redis_server.url}
-    fleet = Fleet(amqp_url, tmp_path, env=env, cwd=ROOT)
+    fleet = Fleet(amqp_url, tmp_path, env=env, cwd=ROOT, app=APP)
     yield fleet
     fleet.stop()
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rfqueue.fleet import Fleet, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from tests.conftest import FAST
 from tests.integration.conftest import ROOT
+from tests.reference import APP
 
 WRONG = "not-the-password-5e1f"
 
@@ -22,7 +23,9 @@ def test_a_refused_login_stops_the_worker_with_one_line_and_exit_2(
         url = amqp_url.replace("guest:guest@", f"guest:{WRONG}@")
     else:
         url = amqp_url.rsplit("/", 1)[0] + "/rfqueue-no-such-vhost"
-    fleet = Fleet(url, tmp_path, env={**FAST, "RFQUEUE_REDIS_URL": redis_server.url}, cwd=ROOT)
+    fleet = Fleet(
+        url, tmp_path, env={**FAST, "RFQUEUE_REDIS_URL": redis_server.url}, cwd=ROOT, app=APP
+    )
     try:
         # When a worker starts with it
         worker = fleet.start_worker("w1", "--concurrency", "1")

@@ -13,7 +13,7 @@ from kombu import Connection, Exchange, Queue
 from rfqueue.brokers import BrokerUnavailable, broker_for
 from rfqueue.brokers.amqp import AmqpBroker
 from rfqueue.cli import Context
-from rfqueue.metrics import TableCollector
+from rfqueue.monitoring.metrics import TableCollector
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from tests.unit.test_metrics import scrape

@@ -15,9 +15,9 @@ from collections import Counter
 from typing import Any
 
 from rfqueue.brokers.amqp import AmqpBroker
-from rfqueue.entry import State
-from rfqueue.fleet import Fleet, wait_for
+from rfqueue.demo.fleet import Fleet, wait_for
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import State
 from tests.amqp.conftest import rabbitmqctl_output, start_producer
 from tests.faults.conftest import scenario_line
 from tests.integration.conftest import ROOT, nodename, wait_for_seqs
@@ -124,7 +124,10 @@ def test_tasks_waiting_for_a_paused_worker_move_over_rabbitmq(
     late_on_w1 = [x for x in lines if x["worker"] == W1 and x["done"] > paused_at + 0.5]
     moved = sum(1 for x in lines if x["worker"] == W2 and x["queue"] == Q2)
     scenario_line(
-        "rescue over AMQP", 60, len(runs), sum(n > 1 for n in runs.values()),
+        "rescue over AMQP",
+        60,
+        len(runs),
+        sum(n > 1 for n in runs.values()),
         f"w1 paused with a backlog; its queue empty {emptied_after:.2f} s later",
     )
     assert set(runs.values()) == {1}, runs
@@ -152,7 +155,10 @@ def test_a_worker_killed_mid_task_loses_nothing_over_rabbitmq(
     lines = wait_for_seqs(redis_client, set(range(20)), 60, key="ledger:kill")
     runs = Counter(line["seq"] for line in lines)
     scenario_line(
-        "kill -9 over AMQP", 20, len(runs), sum(n > 1 for n in runs.values()),
+        "kill -9 over AMQP",
+        20,
+        len(runs),
+        sum(n > 1 for n in runs.values()),
         f"SIGKILL of w1 mid-task (marked down after {down_after:.1f} s)",
     )
     assert len(runs) == 20
@@ -181,7 +187,10 @@ def test_the_chaos_job_pauses_workers_over_rabbitmq_and_no_task_is_lost(
         what="chaos to have paused both workers",
     )
     scenario_line(
-        "chaos over AMQP", 150, len(runs), sum(n > 1 for n in runs.values()),
+        "chaos over AMQP",
+        150,
+        len(runs),
+        sum(n > 1 for n in runs.values()),
         f"chaos paused w1 and w2 {len(pauses)} times in all, one at a time, around 150 tasks",
     )
     assert len(runs) == 150
@@ -196,4 +205,3 @@ def unacked(vhost: str, queue: str) -> int:
     """Messages of ``queue`` delivered and not yet acknowledged, as RabbitMQ counts them."""
     rows = rabbitmqctl_output("list_queues", "-p", vhost, "name", "messages_unacknowledged")
     return sum(int(n) for name, n in rows if name == queue)
-

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import RedisServer
+from rfqueue.demo.fleet import RedisServer
 from tests.conftest import require_binary
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
     app,
@@ -29,9 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def scenario_line(
-    name: str, submitted: int, completed: int, duplicates: int, faults: str
-) -> str:
+def scenario_line(name: str, submitted: int, completed: int, duplicates: int, faults: str) -> str:
     """The one line each scenario prints."""
     line = (
         f"[{name}] submitted {submitted}, completed {completed}, "

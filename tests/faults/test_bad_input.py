@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import Fleet, ManagedProcess, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, wait_for
 from rfqueue.keys import Keys
 from rfqueue.table import FailureTable
 from tests.faults.conftest import scenario_line

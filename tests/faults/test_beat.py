@@ -8,9 +8,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-from rfqueue.entry import Entry, State
-from rfqueue.fleet import Fleet, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import Entry, State
 from tests.faults.conftest import scenario_line
 from tests.integration.test_chaos import Observer
 
@@ -61,14 +61,22 @@ def test_killed_beat_leaves_nobody_paused_past_expiry(
     start_workers(fleet, env)
     beat = fleet.start_beat(env=env)
     table = FailureTable(redis_server.client(), "rfqueue")
-    two = wait_for(lambda: (p := paused(table)) and len(p) == 2 and p, 30, interval=0.05,
-                   what="two workers paused")
+    two = wait_for(
+        lambda: (p := paused(table)) and len(p) == 2 and p,
+        30,
+        interval=0.05,
+        what="two workers paused",
+    )
 
     # When beat is killed with SIGKILL while they are paused
     beat.kill()
     # (a tick already in a queue may still run once: take the pauses as they are now)
-    wait_for(lambda: all(e.until and e.until < time.time() - 1.5 for e in two), 10, interval=0.2,
-             what="both pauses to expire")
+    wait_for(
+        lambda: all(e.until and e.until < time.time() - 1.5 for e in two),
+        10,
+        interval=0.2,
+        what="both pauses to expire",
+    )
 
     # Then each worker went back to consuming within 1 s of its pause's end, on its own
     lateness = {}
@@ -107,7 +115,10 @@ def test_two_beats_never_exceed_the_budget(
     pauses = [ev for ev in table.events(1000) if ev.action == "pause" and ev.time >= started]
     sent = [len(re.findall(r"Sending due task rfqueue-chaos", b.log())) for b in beats]
     scenario_line(
-        "two beats", 0, 0, 0,
+        "two beats",
+        0,
+        0,
+        0,
         f"2 beats for 30 s: ticks sent {sent}, pauses {len(pauses)}, "
         f"samples {observer.samples}, most out at once {observer.max_not_up}",
     )

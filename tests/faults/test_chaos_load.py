@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from rfqueue.fleet import Fleet, ManagedProcess, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, wait_for
 from rfqueue.table import Event, FailureTable
 from tests.faults.conftest import scenario_line
 from tests.integration.conftest import LEDGER, ROOT, nodename, wait_for_seqs
@@ -63,8 +63,16 @@ def test_chaos_at_a_high_rate_for_30s_over_four_workers(
     sampler.start()
 
     # When the producer sends 5,000 tasks over about 30 s
-    argv = [sys.executable, *PRODUCER_COMMAND[1:], "--rate", "170", "--duration", "45",
-            "--count", str(TASKS)]
+    argv = [
+        sys.executable,
+        *PRODUCER_COMMAND[1:],
+        "--rate",
+        "170",
+        "--duration",
+        "45",
+        "--count",
+        str(TASKS),
+    ]
     started = time.time()
     producer = ManagedProcess(argv, fleet.workdir / "producer.log", fleet.env, ROOT)
     fleet.others.append(producer)
@@ -82,7 +90,10 @@ def test_chaos_at_a_high_rate_for_30s_over_four_workers(
     longest = max(waits, default=0.0)
     latency = statistics.median(line["done"] - line["sent"] for line in lines)
     scenario_line(
-        "chaos load", TASKS, len(runs), sum(n > 1 for n in runs.values()),
+        "chaos load",
+        TASKS,
+        len(runs),
+        sum(n > 1 for n in runs.values()),
         f"{len(pauses)} chaos pauses over 4 workers in {time.time() - started:.0f} s "
         f"(median latency {latency * 1000:.0f} ms); {len(waits)} tasks queued at a worker "
         f"in the second before its pause waited at most {longest:.2f} s",

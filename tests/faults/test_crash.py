@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from rfqueue.fleet import Fleet, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from tests.faults.conftest import scenario_line
 from tests.integration.conftest import ledger, nodename, rfqueue_cli, wait_for_seqs
 from tests.integration.test_routing import wait_until_routable
@@ -61,8 +61,12 @@ def test_kill_9_twice_in_one_run_loses_nothing(
     killed_at = time.monotonic()
 
     # Then the survivors mark it down for want of a heartbeat (timeout 3 s in tests)
-    wait_for(lambda: state_of(redis_server, w1) == ("down", "heartbeat"), 15, interval=0.2,
-             what="w1 marked down")
+    wait_for(
+        lambda: state_of(redis_server, w1) == ("down", "heartbeat"),
+        15,
+        interval=0.2,
+        what="w1 marked down",
+    )
     down_after = time.monotonic() - killed_at
     assert down_after < 3 + 3, f"w1 marked down {down_after:.1f} s after the kill"
 
@@ -71,8 +75,7 @@ def test_kill_9_twice_in_one_run_loses_nothing(
     fleet.start_worker("w1", "--concurrency", "1")
     fleet.wait_ready("w1")
     wait_for(lambda: len(ledger(redis_client)) >= 50, 60, what="more work done")
-    wait_for(lambda: mid_task(redis_client, nodename("w2")), 30, interval=0.02,
-             what="w2 mid-task")
+    wait_for(lambda: mid_task(redis_client, nodename("w2")), 30, interval=0.02, what="w2 mid-task")
     fleet.workers.pop("w2").kill()
     fleet.start_worker("w2", "--concurrency", "1")
     fleet.wait_ready("w2")
@@ -82,7 +85,10 @@ def test_kill_9_twice_in_one_run_loses_nothing(
     runs = Counter(line["seq"] for line in lines)
     twice = sum(1 for n in runs.values() if n > 1)
     scenario_line(
-        "kill -9", TASKS, len(runs), twice,
+        "kill -9",
+        TASKS,
+        len(runs),
+        twice,
         f"SIGKILL of w1 (marked down after {down_after:.1f} s), then of w2 (restarted at once)",
     )
     assert len(runs) == TASKS

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rfqueue.router import Router
+from rfqueue.routing.router import Router
 from rfqueue.settings import Settings
 from tests.integration.conftest import ROOT
 
@@ -49,7 +49,10 @@ def test_cli_gives_up_on_a_hung_redis_with_one_line(black_hole: str) -> None:
     started = time.monotonic()
     out = subprocess.run(
         [str(exe), "--redis-url", black_hole, "status"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     took = time.monotonic() - started
     # Then it fails with one line within a few seconds (socket_timeout is 2 s)

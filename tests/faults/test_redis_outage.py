@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import Fleet, ManagedProcess, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, wait_for
 from tests.conftest import FAST, require_binary
 from tests.faults.conftest import scenario_line
 from tests.integration.conftest import ROOT, ledger, nodename
+from tests.reference import APP
 from workers.producer import PRODUCER_COMMAND
 
 OUTAGE = 5.0
@@ -32,7 +33,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 def test_redis_restart_during_a_run_loses_nothing(own_redis: RedisServer, tmp_path: Path):
     # Given three workers and a producer at 40 tasks/s for 16 s, all on this Redis
-    fleet = Fleet(own_redis.url, tmp_path, env=FAST, cwd=ROOT)
+    fleet = Fleet(own_redis.url, tmp_path, env=FAST, cwd=ROOT, app=APP)
     producer: ManagedProcess | None = None
     try:
         names = ("w1", "w2", "w3")
@@ -58,14 +59,18 @@ def test_redis_restart_during_a_run_loses_nothing(own_redis: RedisServer, tmp_pa
         submitted = int(producer.log().strip().splitlines()[-1].split()[-1])
         # And every submitted task completes after the recovery
         client = own_redis.client()
-        wait_for(lambda: _completed(client) >= submitted, 90, interval=0.5,
-                 what="every task to complete")
+        wait_for(
+            lambda: _completed(client) >= submitted, 90, interval=0.5, what="every task to complete"
+        )
         runs = Counter(line["seq"] for line in ledger(client))
         # And no worker died; the table still knows all three, and they are up again
         assert all(p.alive() for p in fleet.workers.values())
         wait_for(lambda: _all_up(client, names), 20, what="all three up in the table")
         scenario_line(
-            "redis outage", submitted, len(runs), sum(n > 1 for n in runs.values()),
+            "redis outage",
+            submitted,
+            len(runs),
+            sum(n > 1 for n in runs.values()),
             f"redis-server stopped for {OUTAGE:g} s and restarted",
         )
         assert set(runs) == set(range(submitted))

@@ -7,8 +7,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from rfqueue.depth import queue_depths
-from rfqueue.fleet import Fleet, RedisServer, wait_for
+from rfqueue.brokers.redis_layout import queue_depths
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from rfqueue.table import FailureTable
 from tests.faults.conftest import scenario_line
 from tests.integration.conftest import ledger, nodename, rfqueue_cli, wait_for_seqs
@@ -78,7 +78,10 @@ def test_tasks_waiting_for_a_paused_worker_move_within_a_second(
     assert all(x["queue"] == f"rfqueue.{x['worker']}" for x in lines), lines
     moved = sum(1 for x in lines if x["worker"] != w1 and x["done"] > paused_at)
     scenario_line(
-        "rescue", 60, len(runs), sum(n > 1 for n in runs.values()),
+        "rescue",
+        60,
+        len(runs),
+        sum(n > 1 for n in runs.values()),
         f"w1 paused with a backlog; queue empty {emptied_after * 1000:.0f} ms later",
     )
     assert moved >= 10
@@ -116,8 +119,8 @@ def test_retry_of_a_task_whose_worker_was_paused_runs_elsewhere(
 
 
 def _up(app: Any) -> tuple[str, ...]:
-    from rfqueue.router import snapshot_for
     from rfqueue.settings import Settings
+    from rfqueue.table.registry import snapshot_for
 
     return snapshot_for(Settings.load(app.conf)).up_queues
 

@@ -1,6 +1,6 @@
 """Security on real processes: JSON only, a password-protected Redis, no secret in any output.
 
-Each test starts what it needs: workers and beat through rfqueue.fleet.Fleet, the real
+Each test starts what it needs: workers and beat through rfqueue.demo.fleet.Fleet, the real
 ``rfqueue`` console script, the compose producer and the metrics exporter, against the
 session's redis-server or a private one started here with a password (TLS: test_security_tls.py).
 """
@@ -16,12 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rfqueue.entry import State
-from rfqueue.fleet import Fleet, ManagedProcess, RedisServer, free_port, wait_for
+from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, free_port, wait_for
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import State
 from tests.conftest import FAST
 from tests.faults.test_bad_input import assert_survived
 from tests.integration.conftest import LEDGER, ROOT, nodename, wait_for_seqs
+from tests.reference import APP
 from workers.producer import PRODUCER_COMMAND
 
 #: a fresh password per run, so that finding it anywhere can only mean a leak
@@ -128,7 +129,7 @@ def test_a_password_protected_redis_works_and_the_password_is_never_shown(
     """Workers, beat, producer, CLI and exporter on a redis-server with requirepass."""
     # Given a redis-server that wants a password, and workers and beat whose URL carries it
     server = start_redis("redis", password=PASSWORD)
-    fleet = Fleet(server.url, tmp_path / "fleet", env=FAST, cwd=ROOT)
+    fleet = Fleet(server.url, tmp_path / "fleet", env=FAST, cwd=ROOT, app=APP)
     fleet.workdir.mkdir()
     chaos = {"RFQUEUE_CHAOS_ENABLED": "true", "RFQUEUE_CHAOS_INTERVAL": "1", "RFQUEUE_DRY_RUN": "1"}
     try:
@@ -207,7 +208,7 @@ def test_a_wrong_password_is_one_clear_line_that_shows_no_password(
     server = start_redis("redis", password=PASSWORD)
     wrong = server.url.replace(PASSWORD, WRONG_PASSWORD)
     bare = server.url.replace(f":{PASSWORD}@", "")
-    fleet = Fleet(wrong, tmp_path / "fleet", env=FAST, cwd=ROOT)
+    fleet = Fleet(wrong, tmp_path / "fleet", env=FAST, cwd=ROOT, app=APP)
     fleet.workdir.mkdir()
     try:
         # When the producer and a worker start with a wrong password (both retry a while)

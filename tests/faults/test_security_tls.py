@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rfqueue.entry import State
-from rfqueue.fleet import Fleet, RedisServer, TlsFiles, wait_for
+from rfqueue.demo.fleet import Fleet, RedisServer, TlsFiles, wait_for
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import State
 from tests.conftest import FAST
 from tests.faults.test_bad_input import assert_survived
 from tests.faults.test_security import (
@@ -29,6 +29,7 @@ from tests.faults.test_security import (
     produce,
 )
 from tests.integration.conftest import LEDGER, ROOT, ledger, nodename, wait_for_seqs
+from tests.reference import APP
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def test_rediss_urls_work_for_the_table_client_the_cli_and_workers(
     unverified = cli(url.split("?")[0], "status")
     assert "certificate verify failed" in one_clear_line(unverified).lower()
     # and so does a worker's broker connection (kombu alone would skip the check)
-    unchecked = Fleet(url.split("?")[0], tmp_path / "unchecked", env=FAST, cwd=ROOT)
+    unchecked = Fleet(url.split("?")[0], tmp_path / "unchecked", env=FAST, cwd=ROOT, app=APP)
     unchecked.workdir.mkdir()
     try:
         worker = unchecked.start_worker("w9", "--concurrency", "1")
@@ -88,7 +89,7 @@ def test_rediss_urls_work_for_the_table_client_the_cli_and_workers(
     finally:
         unchecked.stop()
     # When two workers and the producer use the rediss:// URL as broker and table
-    fleet = Fleet(url, tmp_path / "fleet", env=FAST, cwd=ROOT)
+    fleet = Fleet(url, tmp_path / "fleet", env=FAST, cwd=ROOT, app=APP)
     fleet.workdir.mkdir()
     try:
         for name in ("w1", "w2"):

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import Fleet, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from tests.conftest import FAST
+from tests.reference import APP
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
@@ -41,7 +42,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[Any]:
 @pytest.fixture
 def fleet(redis_client: Any, redis_server: RedisServer, tmp_path: Path) -> Iterator[Fleet]:
     """A started-nothing fleet; everything it starts is stopped by pid afterwards."""
-    fleet = Fleet(redis_server.url, tmp_path, env=FAST, cwd=ROOT)
+    fleet = Fleet(redis_server.url, tmp_path, env=FAST, cwd=ROOT, app=APP)
     yield fleet
     fleet.stop()
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from rfqueue.entry import State
-from rfqueue.fleet import Fleet, RedisServer
+from rfqueue.demo.fleet import Fleet, RedisServer
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import State
 from tests.integration.conftest import active_queues, nodename, wait_for_seqs
 from tests.integration.test_routing import wait_until_routable
 

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import FLOWER_COMMAND, Fleet, ManagedProcess, RedisServer, free_port, wait_for
+from rfqueue.demo.fleet import (
+    FLOWER_COMMAND,
+    Fleet,
+    ManagedProcess,
+    RedisServer,
+    free_port,
+    wait_for,
+)
 from tests.integration.conftest import ROOT, nodename, wait_for_seqs
 from workers.producer import PRODUCER_COMMAND
 

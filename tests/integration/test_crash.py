@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import Fleet, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from tests.integration.conftest import nodename, rfqueue_cli, wait_for_seqs
 from tests.integration.test_pause import send
 from tests.integration.test_routing import wait_until_routable
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 def test_killed_worker_is_skipped_and_marked_down_without_beat(
     three_workers: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
 ):
-    from rfqueue.router import snapshot_for
     from rfqueue.settings import Settings
+    from rfqueue.table.registry import snapshot_for
 
     w1, w2, w3 = (nodename(n) for n in ("w1", "w2", "w3"))
     wait_until_routable(app, w1, w2, w3)

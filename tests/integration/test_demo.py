@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import RedisServer, free_port, wait_for
+from rfqueue.demo.fleet import RedisServer, free_port, wait_for
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.integration

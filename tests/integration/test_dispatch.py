@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from rfqueue import dispatch_many
-from rfqueue.entry import Reason
-from rfqueue.fleet import Fleet, wait_for
+from rfqueue.demo.fleet import Fleet, wait_for
 from rfqueue.keys import Keys
-from rfqueue.router import Router
+from rfqueue.routing.router import Router
+from rfqueue.table.entry import Reason
 from tests.integration.conftest import nodename, wait_for_seqs
 
 pytestmark = pytest.mark.integration

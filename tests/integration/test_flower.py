@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import Fleet, RedisServer, free_port, wait_for
+from rfqueue.demo.fleet import Fleet, RedisServer, free_port, wait_for
 from tests.integration.conftest import nodename, rfqueue_cli
 
 pytestmark = pytest.mark.integration

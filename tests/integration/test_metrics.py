@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rfqueue.depth import queue_depths
-from rfqueue.fleet import Fleet, ManagedProcess, RedisServer, free_port, wait_for
+from rfqueue.brokers.redis_layout import queue_depths
+from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, free_port, wait_for
 from tests.conftest import FAST
 from tests.integration.conftest import ROOT, active_queues, nodename, rfqueue_cli
 

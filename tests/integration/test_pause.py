@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rfqueue.fleet import Fleet, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from tests.integration.conftest import (
     active_queues,
     ledger,

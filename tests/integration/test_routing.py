@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from celery import chain
 
-from rfqueue.fleet import Fleet, wait_for
+from rfqueue.demo.fleet import Fleet, wait_for
 from tests.integration.conftest import nodename, wait_for_seqs
 
 pytestmark = pytest.mark.integration
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 def wait_until_routable(app: Any, *workers: str) -> None:
     """Wait until this process's router sees every worker up."""
-    from rfqueue.router import snapshot_for
     from rfqueue.settings import Settings
+    from rfqueue.table.registry import snapshot_for
 
     snapshot = snapshot_for(Settings.load(app.conf))
     snapshot.ensure_started()
@@ -48,9 +48,9 @@ def test_three_workers_share_300_tasks_fairly(three_workers: Fleet, redis_client
 
 def test_send_task_by_name_and_chains_are_routed(three_workers: Fleet, redis_client: Any, app: Any):
     # Given three workers, one of them paused
-    from rfqueue.entry import Reason
-    from rfqueue.router import snapshot_for
     from rfqueue.settings import Settings
+    from rfqueue.table.entry import Reason
+    from rfqueue.table.registry import snapshot_for
 
     names = [nodename(n) for n in ("w1", "w2", "w3")]
     wait_until_routable(app, *names)

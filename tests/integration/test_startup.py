@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rfqueue.fleet import Fleet, wait_for
+from rfqueue.demo.fleet import Fleet, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import redis
 
-from rfqueue.fleet import RedisServer
-from rfqueue.wake import blocked_read_address, wake_blocked_read
+from rfqueue.brokers.wake import blocked_read_address, wake_blocked_read
+from rfqueue.demo.fleet import RedisServer
 
 pytestmark = pytest.mark.integration
 

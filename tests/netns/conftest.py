@@ -18,10 +18,11 @@ from typing import Any, NoReturn
 import pytest
 import redis
 
-from rfqueue.fleet import Fleet, ManagedProcess, wait_for
+from rfqueue.demo.fleet import Fleet, ManagedProcess, wait_for
 from tests.conftest import FAST, require_binary
 from tests.integration.conftest import ROOT
 from tests.netns.hosts import Host, NetnsUnavailable, Network
+from tests.reference import APP
 
 #: the hosts of every test here: Redis on one, a worker on each of the others
 HOSTS = ("redis", "w1", "w2", "w3")
@@ -124,7 +125,7 @@ def host_fleet(network: Network, host_redis: HostRedis, tmp_path: Path) -> Itera
     """
     # The table too over the network, whatever this process's environment says.
     env = {**FAST, "RFQUEUE_REDIS_URL": host_redis.url}
-    fleet = Fleet(host_redis.url, tmp_path, env=env, cwd=ROOT)
+    fleet = Fleet(host_redis.url, tmp_path, env=env, cwd=ROOT, app=APP)
     yield fleet
     network.restore_all()
     fleet.stop()

@@ -95,8 +95,20 @@ class Network:
 
     def _add_host(self, host: Host) -> None:
         self._add_namespace(host.netns)
-        ip("-n", self.switch, "link", "add", host.port, "type", "veth",
-           "peer", "name", HOST_INTERFACE, "netns", host.netns)
+        ip(
+            "-n",
+            self.switch,
+            "link",
+            "add",
+            host.port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            HOST_INTERFACE,
+            "netns",
+            host.netns,
+        )
         ip("-n", self.switch, "link", "set", host.port, "master", BRIDGE)
         ip("-n", self.switch, "link", "set", host.port, "up")
         ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", HOST_INTERFACE)

@@ -14,9 +14,9 @@ import time
 import pytest
 from celery import Celery
 
-from rfqueue.entry import State
-from rfqueue.fleet import Fleet, wait_for
+from rfqueue.demo.fleet import Fleet, wait_for
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import State
 from tests.integration.conftest import ledger, nodename
 from tests.netns.conftest import HostRedis
 from tests.netns.hosts import Network
@@ -67,8 +67,10 @@ def test_an_idle_worker_reads_its_queue_within_seconds_of_rejoining(
     # Then w1 runs it within a few seconds, not after kombu's default 51 s
     lines = wait_for(lambda: ledger(client, LEDGER), 15, interval=0.1, what="the task to run")
     waited = lines[0]["done"] - sent
-    print(f"[idle rejoin] w1 cut off for {CUT:.0f} s; a task sent once it was up ran "
-          f"{waited:.2f} s later")
+    print(
+        f"[idle rejoin] w1 cut off for {CUT:.0f} s; a task sent once it was up ran "
+        f"{waited:.2f} s later"
+    )
     assert lines[0]["worker"] == w1
     assert waited < 3.0, waited
 

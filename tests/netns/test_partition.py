@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from rfqueue.depth import queue_depths
-from rfqueue.entry import Reason, State
-from rfqueue.fleet import Fleet, ManagedProcess, wait_for
+from rfqueue.brokers.redis_layout import queue_depths
+from rfqueue.demo.fleet import Fleet, ManagedProcess, wait_for
 from rfqueue.table import Event, FailureTable
+from rfqueue.table.entry import Reason, State
 from tests.conftest import FAST
 from tests.faults.conftest import scenario_line
 from tests.faults.test_crash import mid_task
@@ -60,25 +60,35 @@ def test_cut_off_worker_is_marked_down_rescued_and_rejoins(
         host_fleet.start_worker(name, "--concurrency", str(CONCURRENCY), wrap=wrap)
     for name in NAMES:
         host_fleet.wait_ready(name)
-    wait_for(lambda: _states(table) == dict.fromkeys(map(nodename, NAMES), State.UP), 15,
-             what="three workers up in the table")
+    wait_for(
+        lambda: _states(table) == dict.fromkeys(map(nodename, NAMES), State.UP),
+        15,
+        what="three workers up in the table",
+    )
     # And a steady stream of tasks, and a backlog of 60 spread over the three queues
-    stream = _producer(host_redis, host_fleet, STREAM_LEDGER, "--rate", str(STREAM_RATE),
-                       "--duration", "120")
+    stream = _producer(
+        host_redis, host_fleet, STREAM_LEDGER, "--rate", str(STREAM_RATE), "--duration", "120"
+    )
     wait_for(lambda: ledger(client, STREAM_LEDGER), 30, what="the stream under way")
-    backlog = _producer(host_redis, host_fleet, BACKLOG_LEDGER, "--rate", "200",
-                        "--count", str(BACKLOG))
+    backlog = _producer(
+        host_redis, host_fleet, BACKLOG_LEDGER, "--rate", "200", "--count", str(BACKLOG)
+    )
 
     # When w1's link goes down while it runs a task and its queue holds a backlog
-    wait_for(lambda: _depth(client, q1) >= 10 and mid_task(client, w1), 30, interval=0.02,
-             what="a backlog on w1 and a task in its hands")
+    wait_for(
+        lambda: _depth(client, q1) >= 10 and mid_task(client, w1),
+        30,
+        interval=0.02,
+        what="a backlog on w1 and a task in its hands",
+    )
     version_at_cut = table.read()[0]
     network.cut("w1")
     cut_at = time.time()
 
     # Then the other workers mark w1 down for want of a heartbeat
-    down = wait_for(lambda: _event(table, w1, "down", version_at_cut), 15, interval=0.1,
-                    what="w1 marked down")
+    down = wait_for(
+        lambda: _event(table, w1, "down", version_at_cut), 15, interval=0.1, what="w1 marked down"
+    )
     assert (down.reason, _states(table)[w1]) == (Reason.HEARTBEAT.value, State.DOWN)
     marked_after = down.time - cut_at
     assert marked_after < float(FAST["RFQUEUE_HEARTBEAT_TIMEOUT"]) + 3, marked_after
@@ -86,8 +96,11 @@ def test_cut_off_worker_is_marked_down_rescued_and_rejoins(
     wait_for(lambda: _depth(client, q1) == 0, 10, what="w1's queue moved")
     drained_after = time.time() - cut_at
     # And new tasks run on w2 and w3 while the link stays down
-    wait_for(lambda: len(_lines_sent(client, STREAM_LEDGER, down.time + 0.5, time.time())) >= 10,
-             20, what="new tasks done by w2 and w3")
+    wait_for(
+        lambda: len(_lines_sent(client, STREAM_LEDGER, down.time + 0.5, time.time())) >= 10,
+        20,
+        what="new tasks done by w2 and w3",
+    )
     wait_for(lambda: time.time() - cut_at >= CUT_AT_LEAST, CUT_AT_LEAST + 1, interval=0.1)
 
     # When the link comes back
@@ -96,16 +109,21 @@ def test_cut_off_worker_is_marked_down_rescued_and_rejoins(
 
     # Then w1 rejoins: the table shows it up again, from its own heartbeat (events are
     # found by version, not by time: the table takes each writer's clock)
-    back = wait_for(lambda: _event(table, w1, "register", down.version), 30, interval=0.1,
-                    what="w1 back in the table")
+    back = wait_for(
+        lambda: _event(table, w1, "register", down.version),
+        30,
+        interval=0.1,
+        what="w1 back in the table",
+    )
     rejoined_at = time.time()
     assert back.reason == Reason.HEARTBEAT.value
     # And it heartbeats again: a beat sent after the link came back
     wait_for(lambda: (table.entries()[w1].heartbeat or 0) > up_at, 10, what="w1's heartbeat")
     assert table.entries()[w1].state is State.UP
     # And it runs new tasks again
-    wait_for(lambda: _ran_on(client, w1, sent_after=rejoined_at) >= 3, 30,
-             what="w1 running new tasks")
+    wait_for(
+        lambda: _ran_on(client, w1, sent_after=rejoined_at) >= 3, 30, what="w1 running new tasks"
+    )
 
     # When the producers are done
     assert backlog.proc.wait(30) == 0, backlog.log()[-2000:]
@@ -118,7 +136,10 @@ def test_cut_off_worker_is_marked_down_rescued_and_rejoins(
     twice = sum(n > 1 for counts in runs.values() for n in counts.values())
     moved, restored = _rescue_counts(host_fleet, q1)
     scenario_line(
-        "netns partition", sum(submitted.values()), sum(len(c) for c in runs.values()), twice,
+        "netns partition",
+        sum(submitted.values()),
+        sum(len(c) for c in runs.values()),
+        twice,
         f"w1's link down for {up_at - cut_at:.1f} s; marked down after {marked_after:.1f} s "
         f"(queue moved {drained_after:.1f} s after the cut: {moved} waiting, {restored} unacked); "
         f"rejoined {rejoined_at - up_at:.1f} s after link up",
@@ -182,8 +203,9 @@ def _wait_all_ran(
         return {key: sorted(set(range(n)) - ran[key]) for key, n in submitted.items()}
 
     try:
-        wait_for(lambda: not any(missing().values()), timeout, interval=0.2,
-                 what="every task to run")
+        wait_for(
+            lambda: not any(missing().values()), timeout, interval=0.2, what="every task to run"
+        )
     except TimeoutError:
         raise AssertionError(f"tasks never ran: {missing()}") from None
     return {key: Counter(x["seq"] for x in ledger(client, key)) for key in submitted}
@@ -202,4 +224,3 @@ def _rescue_counts(fleet: Fleet, queue: str) -> tuple[int, int]:
     moved = re.findall(rf"rescued (\d+) waiting tasks from {re.escape(queue)} to", logs)
     restored = re.findall(r"restored (\d+) unacked tasks of a dead worker", logs)
     return sum(map(int, moved)), sum(map(int, restored))
-

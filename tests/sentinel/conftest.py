@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from rfqueue.redis_connect import connect
-from rfqueue.replication import ReplicaAcks
+from rfqueue.connection import connect
 from rfqueue.table import FailureTable
+from rfqueue.table.replication import ReplicaAcks
 from tests.conftest import require_binary
 from tests.integration.conftest import redis_client  # noqa: F401  (the broker, flushed)
 from tests.sentinel.servers import MASTER_NAME, SentinelCluster

@@ -1,6 +1,6 @@
 """A Redis master, its replica and a Sentinel watching them, each a private process on loopback.
 
-The master and the replica are plain :class:`rfqueue.fleet.RedisServer` processes; the
+The master and the replica are plain :class:`rfqueue.demo.fleet.RedisServer` processes; the
 replica follows the master by ``REPLICAOF``. The Sentinel is ``redis-server <conf>
 --sentinel`` with its config file in its own directory (Sentinel rewrites it). Every
 process is stopped by pid.
@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from rfqueue.fleet import ManagedProcess, RedisServer, free_port, wait_for
+from rfqueue.demo.fleet import ManagedProcess, RedisServer, free_port, wait_for
 
 MASTER_NAME = "tablemaster"
 PASSWORD = "s3cret-sentinel-test"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rfqueue.fleet import free_port
+from rfqueue.demo.fleet import free_port
 from tests.integration.conftest import ROOT
 from tests.sentinel.conftest import rfqueue_cli
 

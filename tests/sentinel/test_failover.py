@@ -16,10 +16,10 @@ from collections import Counter
 
 import redis
 
-from rfqueue.entry import Reason, State
-from rfqueue.fleet import wait_for
-from rfqueue.snapshot import Snapshot
+from rfqueue.demo.fleet import wait_for
 from rfqueue.table import Change, FailureTable
+from rfqueue.table.entry import Reason, State
+from rfqueue.table.snapshot import Snapshot
 from tests.sentinel.conftest import table_through_sentinel
 from tests.sentinel.servers import SentinelCluster, wait_for_failover
 

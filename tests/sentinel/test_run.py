@@ -13,11 +13,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rfqueue.entry import State
-from rfqueue.fleet import Fleet, ManagedProcess, RedisServer, wait_for
+from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, wait_for
+from rfqueue.table.entry import State
 from tests.conftest import FAST
 from tests.faults.conftest import scenario_line
 from tests.integration.conftest import LEDGER, ROOT, nodename, wait_for_seqs
+from tests.reference import APP
 from tests.sentinel.conftest import rfqueue_cli, sentinel_env, table_through_sentinel
 from tests.sentinel.servers import SentinelCluster, wait_for_failover
 from workers.producer import PRODUCER_COMMAND
@@ -31,7 +32,7 @@ def test_a_failover_mid_run_keeps_the_pause_and_every_task(
     # Given two workers whose table is reached through Sentinel, the broker elsewhere;
     # heartbeat_timeout at its default (5 s), above the failover time (about 3 s here)
     env = {**FAST, "RFQUEUE_HEARTBEAT_TIMEOUT": "5", **sentinel_env(cluster)}
-    fleet = Fleet(redis_server.url, tmp_path, env=env, cwd=ROOT)
+    fleet = Fleet(redis_server.url, tmp_path, env=env, cwd=ROOT, app=APP)
     producer: ManagedProcess | None = None
     try:
         for name in ("w1", "w2"):

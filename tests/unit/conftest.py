@@ -17,9 +17,12 @@ import pytest
 
 import rfqueue.router
 import rfqueue.table
+import rfqueue.table.failure_table
+import rfqueue.table.registry
+import rfqueue.table.snapshot
 from rfqueue.settings import Settings
-from rfqueue.snapshot import Snapshot
 from rfqueue.table import FailureTable
+from rfqueue.table.snapshot import Snapshot
 
 NAMESPACE = "t"
 
@@ -56,17 +59,17 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_malformed_warnings() -> None:
     """Each test sees the warning for a malformed row (a process warns once per row)."""
-    rfqueue.table._warn_malformed.cache_clear()
+    rfqueue.table.failure_table._warn_malformed.cache_clear()
 
 
 @pytest.fixture(autouse=True)
 def _no_shared_snapshots() -> Iterator[None]:
     """Every test starts without cached router snapshots and leaves no thread behind."""
-    rfqueue.router._snapshots.clear()
+    rfqueue.table.registry._snapshots.clear()
     yield
-    for snapshot in list(rfqueue.router._snapshots.values()):
+    for snapshot in list(rfqueue.table.registry._snapshots.values()):
         stop_snapshot(snapshot)
-    rfqueue.router._snapshots.clear()
+    rfqueue.table.registry._snapshots.clear()
 
 
 def stop_snapshot(snapshot: Snapshot) -> None:

@@ -21,7 +21,7 @@ from kombu.message import Message
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps as kombu_dumps
 
-from rfqueue.stranded import StrandedMessages
+from rfqueue.brokers.stranded import StrandedMessages
 
 #: a stranded worker's queue and two queues its messages may go to
 SOURCE, A, B = "rfqueue.w1@h", "rfqueue.w2@h", "rfqueue.w3@h"

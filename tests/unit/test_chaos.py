@@ -11,9 +11,9 @@ import pytest
 
 from rfqueue.chaos import ChaosJob, ChaosRefused, TickReport
 from rfqueue.control import RemoteControl
-from rfqueue.entry import Entry, Reason, State
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import Entry, Reason, State
 
 WORKERS = [f"w{i}@h" for i in range(1, 6)]
 W1, W2, W3, W4, W5 = WORKERS

@@ -1,0 +1,328 @@
+"""The ``rfqueue`` command: look at the failure table and change it by hand.
+
+Every user mistake ends with one line on stderr and exit code 2; nothing is written
+to the table on a rejected command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from rfqueue.bench.cli import bench
+from rfqueue.brokers import DepthReader, broker_for
+from rfqueue.chaos import ChaosJob, ChaosRefused
+from rfqueue.connection import is_sentinel_url
+from rfqueue.console import finite, run_command
+from rfqueue.control import RemoteControl
+from rfqueue.demo.command import demo
+from rfqueue.log import held_back
+from rfqueue.monitoring.metrics import metrics
+from rfqueue.settings import Settings, SettingsError
+from rfqueue.simulate.command import simulate
+from rfqueue.table import Change, Event, FailureTable
+from rfqueue.table.entry import Entry, Reason, State
+
+
+@dataclass
+class Context:
+    """What every command needs: settings, the table, and an app for remote control."""
+
+    settings: Settings
+    app: Any
+
+    @property
+    def table(self) -> FailureTable:
+        return FailureTable.from_settings(self.settings)
+
+    def control(self) -> RemoteControl:
+        app = self.app
+        if app is None:
+            from celery import Celery
+
+            # The broker may be another server than the table's Redis (RabbitMQ, say).
+            broker = os.environ.get("CELERY_BROKER_URL") or self.settings.redis_url
+            app = Celery("rfqueue-cli", broker=broker)
+            app.conf.accept_content = ["json"]
+            app.conf.broker_connection_retry = False
+            # Remote control is only the fast path: give up on a dead broker quickly.
+            app.conf.broker_transport_options = {
+                "socket_timeout": 2,
+                "socket_connect_timeout": 2,
+                "max_retries": 1,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.2,
+            }
+            if is_sentinel_url(broker):  # kombu finds the master by this name
+                app.conf.broker_transport_options["master_name"] = self.settings.sentinel_master
+        return RemoteControl(app)
+
+    def broker_depths(self) -> DepthReader | None:
+        """Queue depths from the app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
+        url = os.environ.get("CELERY_BROKER_URL")
+        conf = self.app.conf if self.app is not None else {"broker_url": url}
+        broker = broker_for(conf, self.settings.socket_timeout)
+        return broker.depths if broker is not None else None
+
+
+def _load_app(path: str | None) -> Any:
+    if not path:
+        return None
+    from celery.bin.celery import find_app
+
+    try:
+        return find_app(path)
+    except Exception as exc:
+        raise click.BadParameter(f"cannot load {path!r}: {exc}", param_hint="'--app'") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-A", "--app", "app_path", metavar="APP", help="Celery app whose rfqueue_* config to use."
+)
+@click.option(
+    "--redis-url",
+    envvar="RFQUEUE_REDIS_URL",
+    metavar="URL",
+    help="Redis holding the table [env RFQUEUE_REDIS_URL; default: CELERY_BROKER_URL].",
+)
+@click.option(
+    "--sentinel-master",
+    envvar="RFQUEUE_SENTINEL_MASTER",
+    metavar="NAME",
+    help="With a sentinel:// URL: the master the Sentinels monitor [env RFQUEUE_SENTINEL_MASTER].",
+)
+@click.option("--namespace", envvar="RFQUEUE_NAMESPACE", help="Key namespace [default: rfqueue].")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    app_path: str | None,
+    redis_url: str | None,
+    sentinel_master: str | None,
+    namespace: str | None,
+) -> None:
+    """Failure-aware dispatch for Celery: inspect and change the failure table."""
+    app = _load_app(app_path)
+    try:
+        settings = Settings.load(
+            app.conf if app else None,
+            redis_url=redis_url,
+            sentinel_master=sentinel_master,
+            namespace=namespace,
+        )
+    except SettingsError as exc:
+        hint = "'--redis-url'" if redis_url and "redis_url" in str(exc) else None
+        if hint:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+        raise click.UsageError(str(exc)) from None
+    ctx.obj = Context(settings, app)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--events",
+    "n_events",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="How many recent events to show.",
+)
+@click.pass_obj
+def status(obj: Context, as_json: bool, n_events: int) -> None:
+    """Show every worker's state and the latest events."""
+    table = obj.table
+    with held_back("rfqueue.table") as skipped:  # one line for all of them, not one each
+        entries, events = table.entries(), table.events(n_events) if n_events else []
+    if skipped:
+        click.echo(_skipped_line(skipped), err=True)
+    if as_json:
+        click.echo(json.dumps(status_document(entries, events), indent=2))
+        return
+    _print_status(obj.settings, entries, events)
+
+
+def _skipped_line(records: list[logging.LogRecord]) -> str:
+    """One warning for every malformed row the table read skipped, naming the entries."""
+    entries = sorted(
+        str(r.args[0]) for r in records if isinstance(r.args, tuple) and "entry" in str(r.msg)
+    )
+    parts = [f"{len(entries)} malformed table entries ({', '.join(entries)})"] if entries else []
+    if len(records) > len(entries):
+        parts.append(f"{len(records) - len(entries)} malformed events")
+    hint = "; `rfqueue forget NAME` removes an entry" if entries else ""
+    return f"rfqueue: warning: skipped {' and '.join(parts)}{hint}"
+
+
+def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str, Any]:
+    """The ``status --json`` document: times are epoch seconds."""
+    workers = [
+        {
+            "worker": e.worker,
+            "queue": e.queue,
+            "state": e.state.value,
+            "reason": e.reason.value if e.reason else None,
+            "since": e.since,
+            "until": e.until,
+            "heartbeat": e.heartbeat,
+            "note": e.note,
+            "version": e.version,
+        }
+        for e in (entries[name] for name in sorted(entries))
+    ]
+    return {"workers": workers, "events": [vars(ev) for ev in events]}
+
+
+def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Event]) -> None:
+    console = Console()
+    now = time.time()
+    grid = Table(title=f"rfqueue table {settings.namespace!r} at {settings.safe_redis_url}")
+    for column in ("worker", "queue", "state", "reason", "since", "until", "heartbeat"):
+        grid.add_column(column)
+    colours = {"up": "green", "paused": "yellow", "down": "red"}
+    for name in sorted(entries):
+        e = entries[name]
+        state = e.state.value
+        if e.effective_state(now).value != state:
+            state += " (expired)"
+        if e.state is not State.DOWN and e.silent(now, settings.heartbeat_timeout):
+            state += " (silent)"  # not routed to; the next chaos tick marks it down
+        grid.add_row(
+            escape(e.worker),
+            escape(e.queue),
+            f"[{colours[e.state.value]}]{state}[/]",
+            e.reason.value if e.reason else "",
+            _ago(now, e.since),
+            _until(now, e.until),
+            _ago(now, e.heartbeat),
+        )
+    console.print(grid)
+    for ev in events:
+        note = f" ({ev.note})" if ev.note else ""
+        line = f"{_clock(ev.time)}  {ev.worker:<24} {ev.action:<14} {ev.reason or ''}{note}"
+        console.print(escape(line))
+
+
+def _ago(now: float, when: float | None) -> str:
+    return f"{now - when:.1f}s ago" if when else "-"
+
+
+def _until(now: float, when: float | None) -> str:
+    return f"in {when - now:.1f}s" if when and when > now else ("-" if not when else "passed")
+
+
+def _clock(when: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when or 0))
+
+
+@cli.command()
+@click.argument("worker")
+@click.option(
+    "--for",
+    "seconds",
+    required=True,
+    type=click.FloatRange(min=0, min_open=True),
+    callback=finite,
+    metavar="SECONDS",
+    help="How long the pause lasts (every pause expires).",
+)
+@click.option("--reason", "note", metavar="TEXT", help="Why, kept with the entry and the event.")
+@click.pass_obj
+def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
+    """Pause WORKER (its Celery nodename, name@host) for SECONDS."""
+    limit = obj.settings.max_pause
+    if seconds > limit:
+        raise click.BadParameter(
+            f"{seconds:g} s is longer than rfqueue_max_pause ({limit:g} s)", param_hint="'--for'"
+        )
+    change = obj.table.pause(worker, seconds, Reason.MANUAL, note=note)
+    entry = _known(obj, worker, change)
+    obj.control().stop_consuming(entry)
+    click.echo(f"paused {worker} until {_clock(entry.until)} ({seconds:g} s)")
+
+
+@cli.command()
+@click.argument("worker")
+@click.pass_obj
+def resume(obj: Context, worker: str) -> None:
+    """End WORKER's pause now."""
+    change = obj.table.resume(worker, Reason.MANUAL)
+    entry = _known(obj, worker, change)
+    if change.changed:
+        obj.control().start_consuming(entry)
+        click.echo(f"resumed {worker}")
+    else:
+        click.echo(f"{worker} was not paused (state: {entry.state.value})")
+
+
+@cli.command()
+@click.argument("worker")
+@click.pass_obj
+def forget(obj: Context, worker: str) -> None:
+    """Remove WORKER, which must not be up, from the table (a retired host)."""
+    change = obj.table.forget(worker)
+    _known(obj, worker, change)
+    if change.status == "state":
+        raise click.BadParameter(f"{worker} is up; stop it first", param_hint="'WORKER'")
+    click.echo(f"forgot {worker}")
+
+
+def _known(obj: Context, worker: str, change: Change) -> Entry:
+    if change.status == "unknown" or (change.entry is None and change.status != "ok"):
+        known = ", ".join(sorted(obj.table.entries())) or "none"
+        raise click.BadParameter(
+            f"no worker named {worker!r} in the table (known: {known})", param_hint="'WORKER'"
+        )
+    assert change.entry is not None or change.status == "ok"
+    return change.entry  # type: ignore[return-value]
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only say what would be paused.")
+@click.option(
+    "--probability",
+    type=click.FloatRange(0, 1),
+    callback=finite,
+    help="Override chaos_probability.",
+)
+@click.option("--seed", type=int, help="Override the seed.")
+@click.pass_obj
+def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | None) -> None:
+    """Run one tick of the random-failure job now and print what it did."""
+    settings = obj.settings.replace(
+        dry_run=dry_run or obj.settings.dry_run,
+        chaos_probability=obj.settings.chaos_probability if probability is None else probability,
+        seed=obj.settings.seed if seed is None else seed,
+    )
+    try:
+        report = ChaosJob(settings, obj.table, obj.control()).tick()
+    except ChaosRefused as exc:
+        raise click.UsageError(str(exc)) from None
+    for line in report.lines():
+        click.echo(line)
+
+
+cli.add_command(demo)
+cli.add_command(metrics)
+cli.add_command(bench)
+cli.add_command(simulate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``rfqueue`` console script."""
+    return run_command(cli, argv, "rfqueue", "the failure table's Redis")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""The failure-state table: one entry per worker in Redis, changed only by atomic scripts.
+
+Every change runs as one Lua script that reads, decides, writes the entry, bumps the
+table version, appends to the capped event log and publishes the entry on the change
+channel. Two processes acting at once (two beats, an operator and the chaos job) are
+therefore serialised by Redis itself, and the blast-radius budget of a chaos pause is
+checked in the same step that takes the pause.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from rfqueue.keys import Keys
+from rfqueue.table.entry import Entry, MalformedEntry, Reason
+from rfqueue.table.replication import ReplicaAcks
+
+if TYPE_CHECKING:
+    from rfqueue.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class TableError(Exception):
+    """A table change that was refused."""
+
+
+class UnknownWorker(TableError):
+    """The worker has no entry in the table."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many workers may be paused or down at once, and how many must stay up.
+
+    ``max_paused`` is a count when it is an ``int`` and a fraction of the registered
+    fleet when it is a ``float`` below 1.
+    """
+
+    max_paused: int | float
+    min_up: int = 1
+
+    def allows(self, not_up: int, total: int) -> bool:
+        """Whether one more pause fits while ``not_up`` of ``total`` workers are out.
+
+        The same rule ``pause.lua`` applies atomically; this copy is for previews only.
+        """
+        limit = self.max_paused
+        if isinstance(limit, float):
+            limit = math.floor(limit * total)
+        return not_up + 1 <= limit and total - not_up - 1 >= self.min_up
+
+    def as_arg(self) -> str:
+        if isinstance(self.max_paused, float):
+            return f"fraction:{self.max_paused!r}"
+        return f"count:{self.max_paused}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a single-worker script did: ``ok``, ``noop``, ``budget``, ``state`` or ``unknown``."""
+
+    status: str
+    entry: Entry | None
+
+    @property
+    def changed(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the event log."""
+
+    time: float
+    worker: str
+    action: str
+    reason: str | None
+    state: str | None
+    until: float | None
+    note: str | None
+    version: int
+
+
+@cache
+def _script_source(name: str) -> str:
+    lua = resources.files("rfqueue.table") / "lua"
+    return (lua / "prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class FailureTable:
+    """Reads and changes the table of one namespace on one Redis connection."""
+
+    SCRIPTS = ("register", "heartbeat", "pause", "resume", "down", "expire", "reap", "forget")
+    #: someone's decision, so it waits for ``acks``; beats, expiries and reaps are re-derived
+    #: from what survives within a beat or a rescue round, and run far too often to wait
+    DECISIONS = frozenset({"pause", "resume", "down", "forget"})
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = "rfqueue",
+        events_max: int = 1000,
+        clock: Clock = time.time,
+        heartbeat_timeout: float = 5.0,
+        acks: ReplicaAcks | None = None,
+    ) -> None:
+        self.client = client
+        #: replicas that must confirm a decision before it returns (see rfqueue.replication)
+        self.acks = acks or ReplicaAcks()
+        self.keys = Keys(namespace)
+        self.events_max = events_max
+        self.clock = clock
+        #: a fleet-wide silence longer than this is an outage, not a fleet of dead workers
+        self.heartbeat_timeout = heartbeat_timeout
+        self._scripts = {
+            name: client.register_script(_script_source(name)) for name in self.SCRIPTS
+        }
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> FailureTable:
+        """The table ``s`` names, on a new client, its decisions confirmed as ``s`` says."""
+        return cls(
+            s.redis_client(),
+            s.namespace,
+            s.events_max,
+            heartbeat_timeout=s.heartbeat_timeout,
+            acks=ReplicaAcks.for_settings(s),
+        )
+
+    # -- changes -------------------------------------------------------------------
+
+    def _run(self, script: str, *args: Any) -> Any:
+        argv = [self.keys.channel, self.events_max, repr(self.clock()), *args]
+        keys = self.keys.table_keys()
+        if script in self.DECISIONS:
+            return json.loads(self.acks.run(self._scripts[script], keys, argv))
+        return json.loads(self._scripts[script](keys=keys, args=argv))
+
+    def _change(self, script: str, *args: Any) -> Change:
+        reply = self._run(script, *args)
+        entry = _entry_or_none(reply.get("entry"))
+        return Change(reply["status"], entry)
+
+    def _changes(self, script: str, *args: Any) -> list[Entry]:
+        return [e for e in map(_entry_or_none, self._run(script, *args)) if e is not None]
+
+    def register(self, worker: str, queue: str) -> Change:
+        """A worker starts: up, unless an unexpired pause outlived its last run."""
+        return self._change("register", worker, queue, repr(self.heartbeat_timeout))
+
+    def heartbeat(self, worker: str, queue: str) -> Change:
+        """Record a beat; returns the worker's entry, healed if it was down or expired."""
+        return self._change("heartbeat", worker, queue, repr(self.heartbeat_timeout))
+
+    def pause(
+        self,
+        worker: str,
+        seconds: float,
+        reason: Reason,
+        note: str | None = None,
+        budget: Budget | None = None,
+    ) -> Change:
+        """Pause ``worker`` for ``seconds``; with a budget, only if it still allows one more."""
+        if not (seconds > 0 and math.isfinite(seconds)):  # NaN or inf would never expire
+            raise ValueError("a pause needs a positive duration: every pause expires")
+        until = self.clock() + seconds
+        budget_arg = budget.as_arg() if budget else ""
+        min_up = budget.min_up if budget else 0
+        return self._change(
+            "pause", worker, repr(until), reason.value, note or "", budget_arg, min_up
+        )
+
+    def resume(self, worker: str, reason: Reason = Reason.MANUAL) -> Change:
+        """End ``worker``'s pause now."""
+        return self._change("resume", worker, reason.value)
+
+    def mark_down(self, worker: str, reason: Reason) -> Change:
+        """Mark ``worker`` down, keeping an unexpired pause for its return."""
+        return self._change("down", worker, reason.value)
+
+    def resume_expired(self) -> list[Entry]:
+        """Resume every pause that has reached its end."""
+        return self._changes("expire")
+
+    def reap(self, heartbeat_timeout: float, lease: float = 0.0) -> list[Entry]:
+        """Mark down every worker silent for longer than ``heartbeat_timeout``.
+
+        With a ``lease`` (seconds), callers share the work: only the first call in
+        each lease period, fleet-wide, scans the table; the others return nothing.
+        """
+        return self._changes("reap", repr(heartbeat_timeout), repr(lease))
+
+    def forget(self, worker: str) -> Change:
+        """Remove a worker that is not up from the table."""
+        return self._change("forget", worker)
+
+    # -- reads ---------------------------------------------------------------------
+
+    def entries(self) -> dict[str, Entry]:
+        """Every well-formed entry, by worker; malformed ones are logged and skipped."""
+        return self.read()[1]
+
+    def read(self) -> tuple[int, dict[str, Entry]]:
+        """The version and the entries, read together in one atomic round trip."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.version)
+        pipe.hgetall(self.keys.workers)
+        pipe.hgetall(self.keys.heartbeats)
+        pipe.hget(self.keys.liveness, "since")
+        version, rows, beats, since = pipe.execute()
+        return int(version or 0), decode_entries(rows, beats, float(since or 0))
+
+    def version(self) -> int:
+        """The table version: it grows with every change."""
+        return int(self.client.get(self.keys.version) or 0)
+
+    def events(self, limit: int = 20) -> list[Event]:
+        """The latest ``limit`` events, newest first; malformed ones are skipped."""
+        out: list[Event] = []
+        if limit <= 0:  # LRANGE 0 -1 would return every event
+            return out
+        for raw in self.client.lrange(self.keys.events, 0, limit - 1):
+            try:
+                out.append(_event(json.loads(raw)))
+            except (ValueError, TypeError, KeyError):
+                logger.warning("rfqueue: skipping malformed event %r", raw[:200])
+        return out
+
+
+def _event(data: Any) -> Event:
+    if not isinstance(data, dict):
+        raise TypeError(f"expected an object, got {type(data).__name__}")
+    if not (isinstance(data["worker"], str) and isinstance(data["action"], str)):
+        raise TypeError("worker and action must be strings")
+    values: dict[str, Any] = {f: data.get(f) for f in Event.__dataclass_fields__}
+    values["time"] = float(data["time"])
+    values["until"] = None if values["until"] is None else float(values["until"])
+    return Event(**values)
+
+
+def decode_entries(
+    rows: dict[Any, Any], beats: dict[Any, Any], since: float = 0.0
+) -> dict[str, Entry]:
+    """Decode ``HGETALL`` replies into entries, skipping (and logging) malformed rows.
+
+    A heartbeat older than ``since`` (when beats resumed after an outage) reads as
+    ``since``, as ``reap.lua`` counts it.
+    """
+    entries: dict[str, Entry] = {}
+    for key, raw in rows.items():
+        name = _text(key)
+        try:
+            beat = beats.get(key)
+            entry = Entry.from_json(raw, max(float(beat), since) if beat is not None else None)
+            if entry.worker != name:  # the scripts would write it back under the wrong name
+                raise MalformedEntry(f"entry names worker {entry.worker!r}")
+        except (MalformedEntry, ValueError) as exc:
+            _warn_malformed(name, str(raw)[:200], str(exc))
+            continue
+        entries[entry.worker] = entry
+    return entries
+
+
+@lru_cache(maxsize=1024)
+def _warn_malformed(name: str, raw: str, why: str) -> None:
+    """Warn once per malformed row and value: every process re-reads the table each second."""
+    logger.warning("rfqueue: skipping malformed table entry %r: %s", name, why)
+
+
+def _entry_or_none(data: Any) -> Entry | None:
+    if not isinstance(data, dict):
+        return None
+    return Entry.from_json(json.dumps(data))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

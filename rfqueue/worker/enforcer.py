@@ -1,0 +1,160 @@
+"""The enforcer: one worker's consumer kept in line with its row in the table.
+
+A thread in the worker's main process writes a heartbeat every ``heartbeat_interval``
+and reads back the worker's own entry in the same atomic step; it is also woken
+within milliseconds by the table's change channel and when the worker's own pause
+reaches its end. Whenever the entry and the consumer disagree, the consumer is brought
+in line from inside the event loop (``call_soon``), so a lost remote-control
+broadcast, a restart or a dead beat process can never leave a worker paused past its
+expiry or consuming while paused.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from rfqueue.log import RateLimitedWarning
+from rfqueue.settings import Settings
+from rfqueue.table.entry import Entry, Reason, State
+from rfqueue.table.failure_table import FailureTable
+from rfqueue.table.snapshot import Snapshot
+from rfqueue.worker.clock import SkewCheck
+
+logger = logging.getLogger(__name__)
+
+
+class Enforcer:
+    """Keeps one worker's consumer in line with its table entry."""
+
+    def __init__(self, settings: Settings, nodename: str, snapshot: Snapshot) -> None:
+        self.settings = settings
+        self.nodename = nodename
+        self.queue = settings.queue_for(nodename)
+        self.table: FailureTable = snapshot.table
+        self.snapshot = snapshot
+        self.entry: Entry | None = None
+        self.consumer: Any = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warn = RateLimitedWarning(logger)
+        self._clock = SkewCheck(settings.heartbeat_timeout)
+        #: called in the event loop right after the queue is consumed again
+        self.on_resume: Callable[[Any], object] | None = None
+        self._resuming = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def attach(self, consumer: Any) -> None:
+        """Called on every consumer (re)start, before the event loop consumes anything."""
+        self.consumer = consumer
+        if self._thread is None:
+            self._write(self.table.register)
+            self.snapshot.add_listener(self._on_table_change)
+            self.snapshot.ensure_started()
+            self._thread = threading.Thread(target=self._run, name="rfqueue-enforcer", daemon=True)
+            self._thread.start()
+        if not self._should_consume():
+            # Before the loop starts nothing is consumed yet: cancel directly.
+            consumer.cancel_task_queue(self.queue)
+            logger.info("rfqueue: %s starts paused until %s", self.nodename, self._until())
+
+    def shutdown(self) -> None:
+        """Stop the thread and mark the worker down (its pause, if any, is kept)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.socket_timeout + 1)
+        try:
+            self.table.mark_down(self.nodename, Reason.SHUTDOWN)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("rfqueue: could not mark %s down: %s", self.nodename, exc)
+
+    def info(self) -> dict[str, Any]:
+        """rfqueue's view of this worker, for ``celery inspect stats`` and Flower."""
+        entry = self.entry
+        return {
+            "queue": self.queue,
+            "state": entry.state.value if entry else "unknown",
+            "reason": entry.reason.value if entry and entry.reason else None,
+            "until": entry.until if entry else None,
+            "consuming": self._consuming(),
+        }
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self._wait_time())
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            self._write(self.table.heartbeat)
+            self._clock.maybe_check(self.table.client)
+            if self.consumer is not None:
+                self.consumer.call_soon(self._reconcile)
+
+    def _write(self, script: Any) -> None:
+        try:
+            self.entry = script(self.nodename, self.queue).entry or self.entry
+        except (redis.RedisError, OSError, ValueError) as exc:
+            # ValueError: a reply that is not an entry; the thread must outlive it.
+            self._warn("rfqueue: %s cannot use the failure table: %s", self.nodename, exc)
+
+    def _wait_time(self) -> float:
+        wait = self.settings.heartbeat_interval
+        until = self._until()
+        if until is not None and self.entry and self.entry.state is State.PAUSED:
+            wait = min(wait, max(0.0, until - time.time()))
+        return wait
+
+    def _on_table_change(self, snapshot: Snapshot) -> None:
+        mine = snapshot.entries.get(self.nodename)
+        if mine is not None and (self.entry is None or mine.version != self.entry.version):
+            self._wake.set()
+
+    def _reconcile(self) -> None:
+        """Runs inside the consumer's event loop: add or cancel the dedicated queue."""
+        consumer = self.consumer
+        if consumer is None or consumer.task_consumer is None or _shutting_down():
+            return  # a worker on its way out must not take up its queue again
+        consuming = consumer.task_consumer.consuming_from(self.queue)
+        if self._should_consume():
+            if not consuming:
+                logger.info("rfqueue: %s resumes consuming %s", self.nodename, self.queue)
+                consumer.add_task_queue(self.queue)
+            if self._resuming and self.on_resume is not None:
+                # Also when remote control re-added the queue before this ran.
+                self.on_resume(consumer)
+            self._resuming = False
+        else:
+            self._resuming = True
+            if consuming:
+                logger.info("rfqueue: %s pauses until %s", self.nodename, self._until())
+                consumer.cancel_task_queue(self.queue)
+
+    def _should_consume(self) -> bool:
+        # Unknown (Redis never reached) means consume: rfqueue fails open.
+        return self.entry is None or self.entry.effective_state(time.time()) is not State.PAUSED
+
+    def _until(self) -> float | None:
+        return self.entry.until if self.entry else None
+
+    def _consuming(self) -> bool:
+        task_consumer = getattr(self.consumer, "task_consumer", None)
+        return bool(task_consumer and task_consumer.consuming_from(self.queue))
+
+
+def _shutting_down() -> bool:
+    """Whether a warm or cold shutdown of this worker has begun (Celery's own flags)."""
+    from celery.worker import state
+
+    # Identity, as Celery checks them: a warm shutdown sets should_stop to 0 (EX_OK).
+    flags = (state.should_stop, state.should_terminate)
+    return any(flag is not None and flag is not False for flag in flags)

@@ -1,0 +1,240 @@
+"""The rescuer: nothing waits in the queue of a worker that is not up.
+
+Every worker runs one rescuer thread in its main process. It wakes on every change to
+the failure table and at least every ``rescue_interval`` seconds, and then:
+
+1. marks down the workers whose heartbeat is older than ``heartbeat_timeout`` (so a
+   dead worker is noticed within seconds even when no beat process runs);
+2. for every worker that is paused, down or silent and has messages waiting, moves
+   them to queues of up workers, chosen by the router's policy (under a short Redis
+   lock per queue, so one process does each move; each move is safe on its own);
+3. for every worker that died without a clean stop (silent, or down for want of a
+   heartbeat), puts its unacknowledged messages back at once, to up workers, instead
+   of after kombu's visibility timeout (on Redis; RabbitMQ does this itself).
+
+The broker calls go through :class:`~rfqueue.brokers.Broker` (Redis or RabbitMQ). With
+no worker up, nothing moves: messages stay where they are. It acts only on a fresh
+view of the table; on any Redis or broker error it skips the round and tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from rfqueue.brokers import Broker
+from rfqueue.log import RateLimitedWarning
+from rfqueue.routing.policies import Policy, create_policy
+from rfqueue.routing.routed import RoutedCounts
+from rfqueue.settings import Settings
+from rfqueue.table.entry import Entry, Reason
+from rfqueue.table.snapshot import Snapshot
+
+logger = logging.getLogger(__name__)
+
+#: picks one of the given up queues for a rescued message
+QueueChooser = Callable[[Sequence[str]], str]
+
+#: the task name policies see for a rescued message (its real name is not decoded)
+RESCUE_TASK_NAME = "rfqueue.worker.rescue"
+
+#: how long one process may hold a queue's rescue lock (seconds)
+LOCK_TIMEOUT = 10.0
+
+
+@dataclass
+class RescueReport:
+    """What one round did: messages moved per (source, target), unacked restored per target."""
+
+    reaped: list[Entry] = field(default_factory=list)
+    moved: Counter[tuple[str, str]] = field(default_factory=Counter)
+    restored: Counter[str] = field(default_factory=Counter)
+
+
+class Rescuer:
+    """Moves stranded messages to up workers; one per worker process."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        broker: Broker,
+        choose: QueueChooser,
+        heartbeat_timeout: float,
+        interval: float = 0.5,
+    ) -> None:
+        self.snapshot = snapshot
+        self.table = snapshot.table
+        self.broker = broker
+        self.choose = choose
+        self.heartbeat_timeout = heartbeat_timeout
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warn = RateLimitedWarning(logger)
+        self._dead_scanned: frozenset[str] = frozenset()
+        self._next_restore = float("-inf")
+
+    def start(self) -> None:
+        """Start the thread (once); table changes wake it."""
+        if self._thread is None:
+            self.snapshot.add_listener(lambda _: self._wake.set())
+            self.snapshot.ensure_started()
+            self._thread = threading.Thread(target=self._run, name="rfqueue-rescuer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.run_once()
+            except Exception as exc:  # the thread must outlive any one bad round
+                # %s with the type: redis-py 8's repr hides the reason
+                self._warn("rfqueue: rescue round skipped: %s: %s", type(exc).__name__, exc)
+
+    def reclaim(self, own_queue: str, held: Collection[str] = ()) -> None:
+        """Take back this worker's unacknowledged messages that nobody here works on.
+
+        Called when the consumer (re)starts, before its loop delivers anything. After
+        a crash and a quick restart under the same name, the previous life's messages
+        are there (the worker was never silent long enough to be called dead). After a
+        lost broker connection, Celery drops what it had received but not started,
+        and the acks kombu would need to put them back could not reach Redis. ``held``
+        are the delivery tags of tasks still running: they stay.
+        """
+        try:
+            taken = self.broker.restore_unacked({own_queue}, lambda: own_queue, held)
+        except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
+            logger.warning("rfqueue: could not take back unacked tasks: %s", exc)
+            return
+        if taken:
+            logger.info("rfqueue: took back %d unacked tasks of %s", taken.total(), own_queue)
+
+    # -- one round -----------------------------------------------------------------
+
+    def run_once(self) -> RescueReport:
+        """One round: reap, move waiting messages, restore the dead's unacked ones."""
+        # Every worker's rescuer comes here each round; one scan per interval is enough.
+        report = RescueReport(reaped=self.table.reap(self.heartbeat_timeout, lease=self.interval))
+        if report.reaped:
+            self.snapshot.refresh()
+        if not self._fresh():
+            return report  # never act on an old view: it may call live workers dead
+        up = self.snapshot.up_queues
+        if not up:
+            return report  # nowhere to go: messages stay where they are
+        # Judge silence as of the read the heartbeats came from: beats in the copy are
+        # never fresher than that, so against the wall clock live workers would age.
+        now = self.snapshot.read_at
+        out = [e for e in self.snapshot.entries.values() if e.queue not in up]
+        dead = frozenset(e.queue for e in out if self._dead(e, now))
+        if dead and self._restore_due(dead):
+            report.restored = self.broker.restore_unacked(dead, lambda: self.choose(up))
+        depths = self.broker.depths([e.queue for e in out])
+        for queue, depth in depths.items():
+            if depth:
+                self._move(queue, up, report)
+        _log(report)
+        return report
+
+    def _restore_due(self, dead: frozenset[str]) -> bool:
+        """Scan the unacked hash when someone newly died, and now and then after that.
+
+        A dead worker's unacknowledged messages are all there when it is found dead; a
+        slow rescan only catches one that was cut off rather than dead and took more.
+        """
+        now = time.monotonic()
+        if dead == self._dead_scanned and now < self._next_restore:
+            return False
+        self._dead_scanned, self._next_restore = dead, now + 10 * self.heartbeat_timeout
+        return True
+
+    def _fresh(self) -> bool:
+        return self.snapshot.age() <= 2 * self.snapshot.refresh_interval + 1
+
+    def _dead(self, entry: Entry, now: float) -> bool:
+        """Died without a clean stop: its unacknowledged messages will never be acked."""
+        if entry.reason is Reason.SHUTDOWN:
+            return False  # a clean stop hands its messages back itself
+        return entry.silent(now, self.heartbeat_timeout)
+
+    def _move(self, queue: str, up: Sequence[str], report: RescueReport) -> None:
+        lock = self.table.client.lock(
+            self.table.keys.rescue_lock(queue), timeout=LOCK_TIMEOUT, blocking=False
+        )
+        if not lock.acquire():
+            return  # another process is moving this queue right now
+        try:
+            moved = self.broker.move(queue, lambda: self.choose(up))
+        finally:
+            # If it expired (the move took longer than the lock) there is nothing to undo.
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+        for target, count in moved.items():
+            report.moved[(queue, target)] += count
+
+
+def start_rescuer(
+    settings: Settings, snapshot: Snapshot, broker: Broker, own_queue: str
+) -> Rescuer | None:
+    """Start the rescuer of a starting worker, when rescue is on.
+
+    First it takes back what its previous life left unacknowledged in ``own_queue``
+    (see :meth:`Rescuer.reclaim`).
+    """
+    if not settings.rescue:
+        return None
+    policy = create_policy(settings)
+    # Its own counts: moved tasks are not routed by this process's router.
+    policy.start(snapshot, RoutedCounts(), broker.depths)
+    rescuer = Rescuer(
+        snapshot,
+        broker,
+        policy_chooser(policy),
+        settings.heartbeat_timeout,
+        settings.rescue_interval,
+    )
+    rescuer.reclaim(own_queue)
+    rescuer.start()
+    return rescuer
+
+
+def policy_chooser(policy: Policy) -> QueueChooser:
+    """Choose rescue targets with the router's policy; round robin if it cannot choose.
+
+    A rescued message is not decoded, so the policy sees no task name or arguments
+    (a ``hash`` policy, say, cannot keep affinity for it).
+    """
+    turn = itertools.count()
+
+    def choose(queues: Sequence[str]) -> str:
+        try:
+            return policy.choose(queues, RESCUE_TASK_NAME, (), {}, {})
+        except Exception:  # a policy that needs the task: spread evenly instead
+            return queues[next(turn) % len(queues)]
+
+    return choose
+
+
+def _log(report: RescueReport) -> None:
+    for (source, target), count in sorted(report.moved.items()):
+        logger.info("rfqueue: rescued %d waiting tasks from %s to %s", count, source, target)
+    for target, count in sorted(report.restored.items()):
+        logger.info("rfqueue: restored %d unacked tasks of a dead worker to %s", count, target)

@@ -1,0 +1,100 @@
+"""The worker's part: a dedicated queue, and the bootstep that starts the enforcer and rescuer.
+
+Each worker consumes ``queue_prefix + nodename`` besides whatever Celery selects, and
+rfqueue's control queue. The consumer bootstep :class:`RfqueueStep` starts the
+:class:`~rfqueue.worker.enforcer.Enforcer` (registration, heartbeat, self-enforcement)
+and the :class:`~rfqueue.worker.rescue.Rescuer`, and marks the worker down when it
+stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+
+from rfqueue.brokers import broker_for
+from rfqueue.keys import Keys
+from rfqueue.settings import Settings
+from rfqueue.table.registry import snapshot_for
+from rfqueue.worker.enforcer import Enforcer
+from rfqueue.worker.rescue import Rescuer, start_rescuer
+
+logger = logging.getLogger(__name__)
+
+
+def add_dedicated_queue(instance: Any, settings: Settings) -> str:
+    """Make the starting worker consume its own queue and rfqueue's control queue.
+
+    Runs as the ``celeryd_after_setup`` hook.
+    """
+    queues = instance.app.amqp.queues
+    name = settings.queue_for(instance.hostname)
+    # Freeze the selection: without it a worker consumes *every* queue its app knows,
+    # including other workers' queues that routing in this process has declared.
+    queues.select(list(queues.consume_from))
+    queues.select_add(name)
+    queues.select_add(Keys(settings.namespace).control_queue)
+    return name
+
+
+def running_delivery_tags() -> set[str]:
+    """Delivery tags of the tasks this worker's pool is running now."""
+    from celery.worker.state import active_requests
+
+    tags = set()
+    for request in tuple(active_requests):
+        tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+        if isinstance(tag, str):
+            tags.add(tag)
+    return tags
+
+
+class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Consumer bootstep: starts the enforcer and the rescuer, marks the worker down at the end."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+    name = "rfqueue"
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        super().__init__(c, **kwargs)
+        self.settings = Settings.load(c.app.conf)
+        self.enforcer = Enforcer(self.settings, c.hostname, snapshot_for(self.settings))
+        #: None for a transport rfqueue cannot look into: no rescue there
+        self.broker = broker_for(c.app.conf, self.settings.socket_timeout)
+        self.rescuer: Rescuer | None = None
+        self._started = False
+
+    def start(self, c: Any) -> None:
+        self.enforcer.attach(c)
+        if not self._started:
+            self._start_rescue()
+        elif self.rescuer is not None:  # a reconnect: Celery lost what it had not started
+            self.rescuer.reclaim(self.enforcer.queue, held=running_delivery_tags())
+        if self.broker is not None:
+            self.broker.consumer_started(c)
+        self._started = True
+
+    def _start_rescue(self) -> None:
+        """Once per worker: the rescuer, and the broker's hook for a resumed queue."""
+        if self.broker is None:
+            logger.info("rfqueue: no rescue on this broker (Redis or RabbitMQ only)")
+            return
+        self.enforcer.on_resume = self.broker.consumer_resumed
+        self.rescuer = start_rescuer(
+            self.settings, self.enforcer.snapshot, self.broker, self.enforcer.queue
+        )
+
+    def stop(self, c: Any) -> None:
+        """Nothing: a reconnect stops and restarts the consumer, the worker stays."""
+
+    def shutdown(self, c: Any) -> None:
+        if self.rescuer is not None:
+            self.rescuer.stop()
+        self.enforcer.shutdown()
+        if self.broker is not None:
+            self.broker.close()
+
+    def info(self, c: Any) -> dict[str, Any]:
+        return {"rfqueue": self.enforcer.info()}

@@ -1,0 +1,229 @@
+"""Batch dispatch: Celery's exact messages, routed per task, pushed in pipelined round trips.
+
+kombu's real Redis transport runs here on a fakeredis server (its client factory is
+swapped), so the messages in the lists are the bytes kombu would write to Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import fakeredis
+import kombu.transport.redis
+import pytest
+from celery import Celery
+
+from rfqueue.brokers.redis_layout import queue_lists
+from rfqueue.routing.dispatch import dispatch_many
+from rfqueue.routing.policies import PolicyError
+from rfqueue.routing.router import Router
+from rfqueue.settings import Settings
+from rfqueue.table import FailureTable
+from rfqueue.table.entry import Reason
+
+QA, QB, QC = "rfqueue.a@h", "rfqueue.b@h", "rfqueue.c@h"
+
+
+class BrokerClient(fakeredis.FakeRedis):  # type: ignore[misc]
+    """kombu's client on the fake server, counting lone commands and pipelines."""
+
+    calls: Counter[str] = Counter()
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        BrokerClient.calls[str(args[0]).upper()] += 1
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        BrokerClient.calls["PIPELINE"] += 1
+        return super().pipeline(transaction, shard_hint)
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeServer) -> Iterator[Counter[str]]:
+    """kombu's Redis transport talking to the test's fake server."""
+    BrokerClient.calls = Counter()
+    monkeypatch.setattr(
+        kombu.transport.redis.Channel,
+        "_create_client",
+        lambda self, asynchronous=False: BrokerClient(server=server),
+    )
+    yield BrokerClient.calls
+
+
+def make_app(**rfqueue: Any) -> Any:
+    app = Celery("t", broker="redis://fake-broker:6379/0", set_as_current=False)
+    app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
+    settings = Settings(redis_url="redis://fake:6379/0", namespace="t", **rfqueue)
+    app.conf.task_routes = [Router(app, settings=settings)]
+
+    @app.task(name="app.work", shared=False)
+    def work(n: int, label: str = "") -> None:
+        """A task to publish."""
+
+    return app
+
+
+@pytest.fixture
+def app(
+    broker: Counter[str], use_fake_redis: None, table: FailureTable, stop: Callable[..., None]
+) -> Iterator[Any]:
+    table.clock = time.time
+    for queue in (QA, QB, QC):
+        table.register(queue.removeprefix("rfqueue."), queue)
+    app = make_app()
+    yield app
+    stop(app.conf.task_routes[0].snapshot)
+
+
+def messages(client: fakeredis.FakeRedis, queue: str) -> list[dict[str, Any]]:
+    """The queue's messages, priority lists included, oldest first in each list."""
+    return [
+        json.loads(raw) for key in queue_lists(queue) for raw in reversed(client.lrange(key, 0, -1))
+    ]
+
+
+def by_id(client: fakeredis.FakeRedis) -> dict[str, dict[str, Any]]:
+    out = {}
+    for queue in (QA, QB, QC, "celery"):
+        for message in messages(client, queue):
+            out[message["headers"]["id"]] = message
+    return out
+
+
+def test_returns_ids_in_order_and_routes_each_task(app: Any, client: fakeredis.FakeRedis) -> None:
+    # Given three up workers, round robin
+    # When 30 tasks are dispatched
+    ids = dispatch_many(app.tasks["app.work"], [(n,) for n in range(30)])
+    # Then there is one message per id, the n-th task carries n, shared out in turns
+    assert len(ids) == len(set(ids)) == 30
+    sent = by_id(client)
+    assert set(sent) == set(ids)
+    assert Counter(m["properties"]["delivery_info"]["routing_key"] for m in sent.values()) == {
+        QA: 10,
+        QB: 10,
+        QC: 10,
+    }
+    assert all(sent[i]["headers"]["argsrepr"] == f"({n},)" for n, i in enumerate(ids))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"countdown": 30},
+        {"priority": 7, "headers": {"tenant": "t1"}},
+        {"argsrepr": "(hidden)", "kwargsrepr": "{}", "time_limit": 9},
+        {"ignore_result": False, "serializer": "json"},
+    ],
+)
+def test_messages_are_exactly_what_apply_async_sends(
+    app: Any, client: fakeredis.FakeRedis, options: dict[str, Any]
+) -> None:
+    # Given one task sent by apply_async and one by dispatch_many, same arguments and options
+    task = app.tasks["app.work"]
+    single = task.apply_async((7,), {"label": "x"}, **options).id
+    [batched] = dispatch_many(task, [(7,)], {"label": "x"}, **options)
+    one, other = by_id(client)[single], by_id(client)[batched]
+    # Then they differ only where every message differs: ids, times, queue, delivery tag
+    for message, task_id in ((one, single), (other, batched)):
+        assert message["headers"].pop("id") == task_id
+        assert message["headers"].pop("root_id") == task_id  # a task sent from outside a task
+        assert message["properties"].pop("correlation_id") == task_id
+        message["headers"].pop("eta")  # now + countdown, a few microseconds apart
+        message["properties"].pop("delivery_tag")
+        message["properties"]["delivery_info"].pop("routing_key")
+    assert one == other
+    assert one["headers"]["argsrepr"] == options.get("argsrepr", "(7,)")
+
+
+def test_pipelined_round_trips(app: Any, broker: Counter[str]) -> None:
+    # When 2,500 tasks are dispatched in batches of 1,000
+    app.tasks["app.work"].apply_async((0,))  # connect and declare before counting
+    broker.clear()
+    dispatch_many(app.tasks["app.work"], [(n,) for n in range(2500)], batch_size=1000)
+    # Then no task had its own LPUSH: three pipelines carried them
+    assert broker["LPUSH"] == 0
+    assert broker["PIPELINE"] <= 3 + 3  # three flushes, plus at most one declare per queue
+
+
+def test_paused_worker_gets_nothing(
+    app: Any, table: FailureTable, client: fakeredis.FakeRedis
+) -> None:
+    table.pause("b@h", 600, Reason.MANUAL)
+    assert app.conf.task_routes[0].snapshot.refresh()
+    dispatch_many(app.tasks["app.work"], [(n,) for n in range(20)])
+    assert client.llen(QB) == 0
+    assert client.llen(QA) == client.llen(QC) == 10
+
+
+def test_mapping_items_are_keyword_arguments(app: Any, client: fakeredis.FakeRedis) -> None:
+    ids = dispatch_many(app.tasks["app.work"], [{"n": 1}, {"n": 2, "label": "own"}], {"label": "c"})
+    sent = by_id(client)
+    assert [sent[i]["headers"]["kwargsrepr"] for i in ids] == [
+        "{'label': 'c', 'n': 1}",
+        "{'label': 'own', 'n': 2}",
+    ]
+
+
+def test_options_it_does_not_mirror_take_apply_async(app: Any, client: fakeredis.FakeRedis) -> None:
+    # expires goes through apply_async for every item, still published and routed
+    ids = dispatch_many(app.tasks["app.work"], [(1,), (2,)], expires=60)
+    sent = by_id(client)
+    assert set(ids) <= set(sent)
+    assert all(sent[i]["headers"]["expires"] for i in ids)
+
+
+def test_explicit_queue_wins(app: Any, client: fakeredis.FakeRedis) -> None:
+    dispatch_many(app.tasks["app.work"], [(1,), (2,)], queue="celery")
+    assert client.llen("celery") == 2
+    assert app.conf.task_routes[0].routed.totals() == {}
+
+
+def test_eager_mode_runs_the_tasks_here(broker: Counter[str]) -> None:
+    app = Celery("eager", set_as_current=False)
+    app.conf.task_always_eager = True
+    ran: list[int] = []
+
+    @app.task(name="app.note", shared=False)
+    def note(n: int) -> None:
+        ran.append(n)
+
+    ids = dispatch_many(note, [(1,), (2,)])
+    assert ran == [1, 2] and len(ids) == 2
+
+
+def test_missing_hash_key_publishes_nothing(
+    broker: Counter[str],
+    use_fake_redis: None,
+    table: FailureTable,
+    client: fakeredis.FakeRedis,
+    stop: Callable[..., None],
+) -> None:
+    # Given a hash router and a batch whose third task lacks the key
+    table.clock = time.time
+    table.register("a@h", QA)
+    app = make_app(policy="hash", hash_key="label")
+    items: list[Any] = [{"n": 1, "label": "x"}, {"n": 2, "label": "y"}, {"n": 3}]
+    try:
+        # When it is dispatched, Then the error names the key, and nothing was sent
+        with pytest.raises(PolicyError, match="'label'"):
+            dispatch_many(app.tasks["app.work"], items)
+        assert client.llen(QA) == 0
+    finally:
+        stop(app.conf.task_routes[0].snapshot)
+
+
+@pytest.mark.parametrize("size", [0, -1, True, 2.5])
+def test_bad_batch_size(broker: Counter[str], size: Any) -> None:
+    with pytest.raises(ValueError, match=r"^batch_size: must be a positive whole number"):
+        dispatch_many(make_app().tasks["app.work"], [(1,)], batch_size=size)
+
+
+@pytest.mark.parametrize("item", ["abc", 5, None])
+def test_bad_item(app: Any, client: fakeredis.FakeRedis, item: Any) -> None:
+    with pytest.raises(TypeError, match="each item must be a tuple of arguments or a mapping"):
+        dispatch_many(app.tasks["app.work"], [(1,), item])
+    assert client.llen(QA) + client.llen(QB) + client.llen(QC) == 0

@@ -349,6 +349,16 @@ def test_dockerfile_does_not_run_as_root() -> None:
     assert users[-1].split(":")[0] not in ("root", "0")
 
 
+def test_dockerfile_puts_the_reference_app_within_reach() -> None:
+    # The wheel holds rfqueue only: `celery -A workers.app` imports workers/ from its copy.
+    steps = instructions(DOCKERFILE.read_text())
+    copies = [args.split() for keyword, args in steps if keyword == "COPY"]
+    workdir = next(args for keyword, args in steps if keyword == "WORKDIR")
+    assert ["workers", "./workers"] in copies, copies
+    paths = [args for keyword, args in steps if keyword == "ENV" and "PYTHONPATH=" in args]
+    assert paths and workdir in paths[-1].split("PYTHONPATH=")[1].split(":"), paths
+
+
 def test_dockerfile_runs_the_worker_command_by_default() -> None:
     cmds = [args for keyword, args in instructions(DOCKERFILE.read_text()) if keyword == "CMD"]
     assert cmds, "no CMD"

@@ -14,15 +14,9 @@ from typing import Any
 
 import pytest
 
-from rfqueue.demo.fleet import (
-    FLOWER_COMMAND,
-    Fleet,
-    ManagedProcess,
-    RedisServer,
-    free_port,
-    wait_for,
-)
+from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, free_port, wait_for
 from tests.integration.conftest import ROOT, nodename, wait_for_seqs
+from tests.reference import FLOWER_COMMAND
 from workers.producer import PRODUCER_COMMAND
 
 pytestmark = pytest.mark.integration

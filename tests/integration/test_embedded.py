@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rfqueue import embedded
+from rfqueue.demo import embedded
 
 pytestmark = pytest.mark.integration
 

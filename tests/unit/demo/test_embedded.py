@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rfqueue import embedded
+from rfqueue.demo import embedded
 
 
 def _fake_binary(directory: Path) -> Path:

@@ -1,0 +1,53 @@
+"""``recommended_config``: one source for the Celery settings rfqueue's promises rest on."""
+
+from __future__ import annotations
+
+import importlib
+import ssl
+import sys
+
+import pytest
+
+import rfqueue
+
+
+@pytest.mark.parametrize(
+    ("url", "disable_prefetch"),
+    [("redis://h:1/0", True), ("rediss://h:1/0?ssl_cert_reqs=required", True),
+     ("sentinel://h:26379", True), ("amqp://guest@h//", False)],
+)  # fmt: skip
+def test_the_recommended_settings(url: str, disable_prefetch: bool) -> None:
+    config = rfqueue.recommended_config(url)
+    assert config["task_serializer"] == config["result_serializer"] == "json"
+    assert config["accept_content"] == config["result_accept_content"] == ["json"]
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_disable_prefetch"] is disable_prefetch
+    assert config["task_publish_retry_policy"]["max_retries"] == 12
+    assert config["broker_transport_options"]["health_check_interval"] == 3
+    assert config["broker_heartbeat"] == 10
+    assert "broker_use_ssl" not in config  # only a bare rediss:// URL needs it
+
+
+def test_a_bare_rediss_url_checks_the_certificate() -> None:
+    config = rfqueue.recommended_config("rediss://h:6380/0")
+    assert config["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def test_each_call_returns_a_fresh_copy() -> None:
+    first = rfqueue.recommended_config("redis://h:1/0")
+    first["broker_transport_options"]["health_check_interval"] = 99
+    assert rfqueue.recommended_config("redis://h:1/0")["broker_transport_options"] == {
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 3,
+    }
+
+
+@pytest.mark.parametrize("module", ["workers.app", "rfqueue.demo.app"])
+def test_the_reference_and_demo_apps_use_them(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    app = importlib.import_module(module).app
+    for key, value in rfqueue.recommended_config("redis://127.0.0.1:1/0").items():
+        assert app.conf[key] == value, key

@@ -16,7 +16,7 @@ from rfqueue.cli import Context
 from rfqueue.monitoring.metrics import TableCollector
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
-from tests.unit.test_metrics import scrape
+from tests.unit.monitoring.test_metrics import scrape
 
 SOURCE, TARGET_A, TARGET_B = "rfqueue.w1@h", "rfqueue.w2@h", "rfqueue.w3@h"
 

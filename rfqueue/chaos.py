@@ -98,7 +98,7 @@ class ChaosJob:
 
     def _pause_some(self, rng: random.Random, report: TickReport) -> None:
         s = self.settings
-        now = time.time()
+        now = self.table.now()
         entries = self.table.entries()  # fresh: the reap above may have changed it
         eligible = sorted(
             name
@@ -133,12 +133,12 @@ class ChaosJob:
 
     def _record_dry_run(self, worker: str, seconds: float) -> None:
         event = {
-            "time": time.time(),
+            "time": self.table.now(),
             "worker": worker,
             "action": "dry_run_pause",
             "reason": "chaos",
             "state": None,
-            "until": time.time() + seconds,
+            "until": self.table.now() + seconds,
             "note": None,
             "version": self.table.version(),
         }

@@ -150,7 +150,7 @@ def status(obj: Context, as_json: bool, n_events: int) -> None:
     if as_json:
         click.echo(json.dumps(status_document(entries, events), indent=2))
         return
-    _print_status(obj.settings, entries, events)
+    _print_status(obj.settings, entries, events, table.now())
 
 
 def _skipped_line(records: list[logging.LogRecord]) -> str:
@@ -184,9 +184,11 @@ def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str,
     return {"workers": workers, "events": [vars(ev) for ev in events]}
 
 
-def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Event]) -> None:
+def _print_status(
+    settings: Settings, entries: dict[str, Entry], events: list[Event], now: float
+) -> None:
+    """The table as a rich grid; ``now`` is the table's (the Redis server's) time."""
     console = Console()
-    now = time.time()
     grid = Table(title=f"rfqueue table {settings.namespace!r} at {settings.safe_redis_url}")
     for column in ("worker", "queue", "state", "reason", "since", "until", "heartbeat"):
         grid.add_column(column)
@@ -248,6 +250,10 @@ def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
         )
     change = obj.table.pause(worker, seconds, Reason.MANUAL, note=note)
     entry = _known(obj, worker, change)
+    if change.status == "duration":  # the table's own cap: another process set a lower one
+        raise click.BadParameter(
+            f"{seconds:g} s is longer than the table allows", param_hint="'--for'"
+        )
     obj.control().stop_consuming(entry)
     click.echo(f"paused {worker} until {_clock(entry.until)} ({seconds:g} s)")
 

@@ -107,8 +107,8 @@ class Monitor:
         depths = queue_depths(self.table.client, [e.queue for e in entries.values()])
         self.ledger.poll()
         events = [e for e in self.table.events(self.n_events * 3) if e.action != "register"]
-        now = time.time()
-        rates = self.ledger.rates(now)
+        now = self.table.now()
+        rates = self.ledger.rates(time.time())  # tasks stamp their ends by the local clock
         rows = []
         for name in sorted(entries):
             entry = entries[name]

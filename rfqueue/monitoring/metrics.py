@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -98,7 +97,7 @@ class TableCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         version, entries = self.table.read()
-        now = time.time()
+        now = self.table.now()
         depth = GaugeMetricFamily(
             "rfqueue_queue_depth",
             "Messages waiting in a worker's queue, priority lists included",

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from rfqueue.keys import Keys
+from rfqueue.table.clock import ServerClock
 from rfqueue.table.entry import Entry, MalformedEntry, Reason
 from rfqueue.table.replication import ReplicaAcks
 
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     from rfqueue.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
 
 
 class TableError(Exception):
@@ -113,16 +110,19 @@ class FailureTable:
         client: redis.Redis,
         namespace: str = "rfqueue",
         events_max: int = 1000,
-        clock: Clock = time.time,
         heartbeat_timeout: float = 5.0,
         acks: ReplicaAcks | None = None,
+        max_pause: float = 3600.0,
     ) -> None:
         self.client = client
         #: replicas that must confirm a decision before it returns (see rfqueue.replication)
         self.acks = acks or ReplicaAcks()
         self.keys = Keys(namespace)
         self.events_max = events_max
-        self.clock = clock
+        #: the server's clock, as of the last reply: judge entries by it (see rfqueue.table.clock)
+        self.clock = ServerClock()
+        #: the longest pause the table accepts, enforced inside the pause script
+        self.max_pause = max_pause
         #: a fleet-wide silence longer than this is an outage, not a fleet of dead workers
         self.heartbeat_timeout = heartbeat_timeout
         self._scripts = {
@@ -138,16 +138,28 @@ class FailureTable:
             s.events_max,
             heartbeat_timeout=s.heartbeat_timeout,
             acks=ReplicaAcks.for_settings(s),
+            max_pause=s.max_pause,
         )
 
     # -- changes -------------------------------------------------------------------
 
-    def _run(self, script: str, *args: Any) -> Any:
-        argv = [self.keys.channel, self.events_max, repr(self.clock()), *args]
+    def now(self) -> float:
+        """The table's time now: the Redis server's clock as of the last reply."""
+        return self.clock.now()
+
+    def _run(self, script: str, *args: Any) -> dict[str, Any]:
+        argv = [self.keys.channel, self.events_max, *args]
         keys = self.keys.table_keys()
+        sent = self.clock.local()
         if script in self.DECISIONS:
-            return json.loads(self.acks.run(self._scripts[script], keys, argv))
-        return json.loads(self._scripts[script](keys=keys, args=argv))
+            raw = self.acks.run(self._scripts[script], keys, argv)
+        else:
+            raw = self._scripts[script](keys=keys, args=argv)
+        reply = json.loads(raw)
+        if not isinstance(reply, dict):
+            raise ValueError(f"the {script} script replied {raw!r}")
+        self.clock.observe(float(reply["now"]), sent, self.clock.local())
+        return reply
 
     def _change(self, script: str, *args: Any) -> Change:
         reply = self._run(script, *args)
@@ -155,15 +167,24 @@ class FailureTable:
         return Change(reply["status"], entry)
 
     def _changes(self, script: str, *args: Any) -> list[Entry]:
-        return [e for e in map(_entry_or_none, self._run(script, *args)) if e is not None]
+        entries = self._run(script, *args)["entries"]
+        # cjson writes an empty Lua table as {}
+        return [e for e in map(_entry_or_none, entries or []) if e is not None]
 
     def register(self, worker: str, queue: str) -> Change:
         """A worker starts: up, unless an unexpired pause outlived its last run."""
         return self._change("register", worker, queue, repr(self.heartbeat_timeout))
 
-    def heartbeat(self, worker: str, queue: str) -> Change:
-        """Record a beat; returns the worker's entry, healed if it was down or expired."""
-        return self._change("heartbeat", worker, queue, repr(self.heartbeat_timeout))
+    def heartbeat(self, worker: str, queue: str, seen: int | None = None) -> Change:
+        """Record a beat; returns the worker's entry, healed if it was down or expired.
+
+        ``seen`` is the version of its own entry the worker last saw (the worker's own
+        beats always say): a worker marked down after that version is not revived by
+        this beat (it may have been sent before the down and held up in the network),
+        only by the next one, sent knowing the down.
+        """
+        known = "" if seen is None else str(seen)
+        return self._change("heartbeat", worker, queue, repr(self.heartbeat_timeout), known)
 
     def pause(
         self,
@@ -173,14 +194,24 @@ class FailureTable:
         note: str | None = None,
         budget: Budget | None = None,
     ) -> Change:
-        """Pause ``worker`` for ``seconds``; with a budget, only if it still allows one more."""
+        """Pause ``worker`` for ``seconds``; with a budget, only if it still allows one more.
+
+        The pause ends ``seconds`` after the server's now. Longer than ``max_pause`` is
+        refused by the script itself (status ``duration``): no caller can skip the cap.
+        """
         if not (seconds > 0 and math.isfinite(seconds)):  # NaN or inf would never expire
             raise ValueError("a pause needs a positive duration: every pause expires")
-        until = self.clock() + seconds
         budget_arg = budget.as_arg() if budget else ""
         min_up = budget.min_up if budget else 0
         return self._change(
-            "pause", worker, repr(until), reason.value, note or "", budget_arg, min_up
+            "pause",
+            worker,
+            repr(float(seconds)),
+            reason.value,
+            note or "",
+            budget_arg,
+            min_up,
+            repr(float(self.max_pause)),
         )
 
     def resume(self, worker: str, reason: Reason = Reason.MANUAL) -> Change:
@@ -214,13 +245,19 @@ class FailureTable:
         return self.read()[1]
 
     def read(self) -> tuple[int, dict[str, Entry]]:
-        """The version and the entries, read together in one atomic round trip."""
+        """The version and the entries, read together in one atomic round trip.
+
+        The server's time comes with them: the heartbeats are judged as of that time.
+        """
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.version)
         pipe.hgetall(self.keys.workers)
         pipe.hgetall(self.keys.heartbeats)
         pipe.hget(self.keys.liveness, "since")
-        version, rows, beats, since = pipe.execute()
+        pipe.time()
+        sent = self.clock.local()
+        version, rows, beats, since, (seconds, micros) = pipe.execute()
+        self.clock.observe(int(seconds) + int(micros) / 1e6, sent, self.clock.local())
         return int(version or 0), decode_entries(rows, beats, float(since or 0))
 
     def version(self) -> int:

@@ -131,7 +131,8 @@ class Snapshot:
             fallback = "routing from the last copy" if self.loaded else "no copy yet"
             self._warn("rfqueue: cannot read the failure table (%s); %s", exc, fallback)
             return False
-        self._read_at, self.refreshed_at = time.time(), time.monotonic()
+        # The server's time of the read: heartbeats are judged by the table's one clock.
+        self._read_at, self.refreshed_at = self.table.now(), time.monotonic()
         self._install(entries, version)
         return True
 
@@ -159,7 +160,7 @@ class Snapshot:
         return True
 
     def _install(self, entries: dict[str, Entry], version: int) -> None:
-        now = time.time()
+        now = self.table.now()
         ordered = [entries[name] for name in sorted(entries)]
         changed = version != self.version or not self.loaded
         self.entries = entries

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ import redis
 from rfqueue.log import RateLimitedWarning
 from rfqueue.settings import Settings
 from rfqueue.table.entry import Entry, Reason, State
-from rfqueue.table.failure_table import FailureTable
+from rfqueue.table.failure_table import Change, FailureTable
 from rfqueue.table.snapshot import Snapshot
 from rfqueue.worker.clock import SkewCheck
 
@@ -55,7 +54,7 @@ class Enforcer:
         """Called on every consumer (re)start, before the event loop consumes anything."""
         self.consumer = consumer
         if self._thread is None:
-            self._write(self.table.register)
+            self._write(lambda: self.table.register(self.nodename, self.queue))
             self.snapshot.add_listener(self._on_table_change)
             self.snapshot.ensure_started()
             self._thread = threading.Thread(target=self._run, name="rfqueue-enforcer", daemon=True)
@@ -95,14 +94,19 @@ class Enforcer:
             self._wake.clear()
             if self._stopping.is_set():
                 return
-            self._write(self.table.heartbeat)
+            self._write(self._beat)
             self._clock.maybe_check(self.table.client)
             if self.consumer is not None:
                 self.consumer.call_soon(self._reconcile)
 
-    def _write(self, script: Any) -> None:
+    def _beat(self) -> Change:
+        # The version it last saw: a beat held up in the network must not undo a down.
+        seen = self.entry.version if self.entry else 0  # 0: it has seen nothing yet
+        return self.table.heartbeat(self.nodename, self.queue, seen)
+
+    def _write(self, change: Callable[[], Change]) -> None:
         try:
-            self.entry = script(self.nodename, self.queue).entry or self.entry
+            self.entry = change().entry or self.entry
         except (redis.RedisError, OSError, ValueError) as exc:
             # ValueError: a reply that is not an entry; the thread must outlive it.
             self._warn("rfqueue: %s cannot use the failure table: %s", self.nodename, exc)
@@ -111,7 +115,7 @@ class Enforcer:
         wait = self.settings.heartbeat_interval
         until = self._until()
         if until is not None and self.entry and self.entry.state is State.PAUSED:
-            wait = min(wait, max(0.0, until - time.time()))
+            wait = min(wait, max(0.0, until - self.table.now()))
         return wait
 
     def _on_table_change(self, snapshot: Snapshot) -> None:
@@ -141,7 +145,8 @@ class Enforcer:
 
     def _should_consume(self) -> bool:
         # Unknown (Redis never reached) means consume: rfqueue fails open.
-        return self.entry is None or self.entry.effective_state(time.time()) is not State.PAUSED
+        entry = self.entry
+        return entry is None or entry.effective_state(self.table.now()) is not State.PAUSED
 
     def _until(self) -> float | None:
         return self.entry.until if self.entry else None

@@ -11,8 +11,10 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import fakeredis
+import fakeredis.commands_mixins.server_mixin
 import pytest
 
 import rfqueue.router
@@ -28,7 +30,7 @@ NAMESPACE = "t"
 
 
 class FakeClock:
-    """A clock for ``FailureTable(clock=...)`` that only moves when told to."""
+    """The fake Redis server's clock (what ``TIME`` says in the table's scripts), moved by hand."""
 
     def __init__(self, now: float) -> None:
         self.now = now
@@ -36,8 +38,20 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def time(self) -> float:
+        """As ``time.time``: fakeredis's ``TIME`` command reads it."""
+        return self.now
+
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@contextlib.contextmanager
+def server_time(now: float) -> Iterator[FakeClock]:
+    """Inside the block, the fake Redis servers' clock stands at ``now`` (move it by hand)."""
+    fake = FakeClock(now)
+    with mock.patch.object(fakeredis.commands_mixins.server_mixin, "time", fake):
+        yield fake
 
 
 def beat_while(table: FailureTable, clock: FakeClock, seconds: int, *workers: str) -> None:
@@ -86,9 +100,12 @@ def stop() -> Callable[[Snapshot], None]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    # Close to the real time: the snapshot and the chaos job compare with time.time().
-    return FakeClock(float(int(time.time())))
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The fake Redis server's clock: every script stamps and compares times by it."""
+    # Close to the real time, so that what is not judged by the table's clock still works.
+    fake = FakeClock(float(int(time.time())))
+    monkeypatch.setattr(fakeredis.commands_mixins.server_mixin, "time", fake)
+    return fake
 
 
 @pytest.fixture
@@ -108,7 +125,7 @@ def client(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
 
 @pytest.fixture
 def table(client: fakeredis.FakeRedis, clock: FakeClock) -> FailureTable:
-    return FailureTable(client, NAMESPACE, events_max=50, clock=clock)
+    return FailureTable(client, NAMESPACE, events_max=50)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from rfqueue.control import RemoteControl
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Entry, Reason, State
+from tests.unit.conftest import server_time
 
 WORKERS = [f"w{i}@h" for i in range(1, 6)]
 W1, W2, W3, W4, W5 = WORKERS
@@ -68,7 +69,7 @@ def job(table: FailureTable, control: Any = None, **changes: Any) -> ChaosJob:
 
 
 def out(table: FailureTable) -> set[str]:
-    now = table.clock()
+    now = table.now()
     return {w for w, e in table.entries().items() if e.effective_state(now) is not State.UP}
 
 
@@ -194,10 +195,13 @@ def seeded_run(
     seed: int, start: float, ticks: int = 8, first_tick: int = 1
 ) -> list[tuple[Any, ...]]:
     """Ticks on a brand-new server with a standing clock: what was chosen, for how long."""
+    with server_time(start):
+        return _seeded_ticks(seed, ticks, first_tick)
+
+
+def _seeded_ticks(seed: int, ticks: int, first_tick: int) -> list[tuple[Any, ...]]:
     table = FailureTable(
-        fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True),
-        "seeded",
-        clock=lambda: start,
+        fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True), "seeded"
     )
     for worker in WORKERS:
         table.register(worker, q(worker))
@@ -272,7 +276,7 @@ class TestDryRun:
 
     def test_dry_run_events_are_capped(self, client: Any, clock: Any) -> None:
         clock.now = time.time()
-        table = FailureTable(client, "capped", events_max=3, clock=clock)
+        table = FailureTable(client, "capped", events_max=3)
         for worker in WORKERS:
             table.register(worker, q(worker))
         chaos = job(table, dry_run=True, chaos_k=2, max_paused=2)

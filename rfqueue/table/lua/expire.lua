@@ -6,4 +6,4 @@ for _, e in ipairs(all_entries()) do
     changed[#changed + 1] = save(e, 'resume', 'expired')
   end
 end
-return cjson.encode(changed)
+return reply_entries(changed)

@@ -1,5 +1,5 @@
--- ARGV[4] worker. Removes a worker that is not up (a host retired for good).
-local name = ARGV[4]
+-- ARGV[3] worker. Removes a worker that is not up (a host retired for good).
+local name = ARGV[3]
 local e = load(name)
 if not e then
   if redis.call('HEXISTS', WORKERS, name) == 1 then

@@ -1,11 +1,14 @@
--- ARGV[4] worker, ARGV[5] queue, ARGV[6] the gap after which beats count as resumed. Records the beat and heals the entry: a worker that
--- beats is not down, and its own expired pause ends even when no beat process runs.
-local name, queue = ARGV[4], ARGV[5]
-note_beat(name, tonumber(ARGV[6]))
+-- ARGV[3] worker, ARGV[4] queue, ARGV[5] the gap after which beats count as resumed,
+-- ARGV[6] the version of its own entry the worker last saw ('': not said). Records the
+-- beat and heals the entry: a worker that beats is not down, and its own expired pause
+-- ends even when no beat process runs.
+local name, queue, seen = ARGV[3], ARGV[4], tonumber(ARGV[6])
+note_beat(name, tonumber(ARGV[5]))
 local e = load(name)
-if e and e.state == 'down' and NOW < e.since then
-  -- Sent before the worker was marked down, delivered after (it waited in the network):
-  -- old news, no sign of life now. Its next beat revives it, if it is still there.
+if e and e.state == 'down' and seen and seen < e.version then
+  -- Sent before the worker could know it was marked down (a beat held up in the network
+  -- lands late): old news, no sign of life now. The reply tells the worker; its next
+  -- beat, sent after it knew, revives it, if it is still there.
   return reply('noop', e)
 end
 if not e or e.state == 'down' then

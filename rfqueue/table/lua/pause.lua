@@ -1,11 +1,14 @@
--- ARGV[4] worker, ARGV[5] until, ARGV[6] reason, ARGV[7] note ('' for none),
--- ARGV[8] budget: '' for none, else max paused as 'count:N' or 'fraction:F',
--- ARGV[9] min up. A budgeted pause checks the blast radius in this same atomic step.
-local name, pause_until, reason, note = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local budget, min_up = ARGV[8], tonumber(ARGV[9])
+-- ARGV[3] worker, ARGV[4] seconds, ARGV[5] reason, ARGV[6] note ('' for none),
+-- ARGV[7] budget: '' for none, else max paused as 'count:N' or 'fraction:F',
+-- ARGV[8] min up, ARGV[9] max pause (seconds). A budgeted pause checks the blast radius
+-- in this same atomic step; every pause ends by the server's clock, within max pause.
+local name, seconds, reason, note = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local budget, min_up, max_pause = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 if note == '' then note = NULL end
 local e = load(name)
 if not e then return reply('unknown') end
+if not (seconds and seconds > 0 and seconds <= max_pause) then return reply('duration', e) end
+local pause_until = NOW + seconds
 if budget ~= '' then
   if effective(e) ~= 'up' then return reply('state', e) end
   local total, not_up = 0, 0

@@ -1,9 +1,16 @@
 -- Shared by every table script. KEYS: workers, heartbeats, version, events, liveness,
 -- reap lease.
--- ARGV[1] channel, ARGV[2] events cap, ARGV[3] now (epoch seconds); the rest is the script's.
+-- ARGV[1] channel, ARGV[2] events cap; the rest is the script's.
 local WORKERS, HEARTBEATS, VERSION, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local LIVENESS, REAP_LEASE = KEYS[5], KEYS[6]
-local CHANNEL, EVENTS_MAX, NOW = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local CHANNEL, EVENTS_MAX = ARGV[1], tonumber(ARGV[2])
+-- One clock for the whole fleet: every time stamped or compared here is the Redis
+-- server's, never a caller's (hosts' clocks drift; a worker 7 s behind would look dead).
+local function server_time()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local NOW = server_time()
 local NULL = cjson.null
 
 local STATES = {up = true, paused = true, down = true}
@@ -95,16 +102,20 @@ local function revive(e)
   e.pause_reason = nil
 end
 
+-- Every reply carries the server's time, so callers can judge entries by the same clock.
 local function reply(status, e)
-  return cjson.encode({status = status, entry = e or NULL})
+  return cjson.encode({status = status, entry = e or NULL, now = NOW})
+end
+
+local function reply_entries(changed)
+  return cjson.encode({entries = changed, now = NOW})
 end
 
 -- Record a beat. After a gap longer than ``gap`` in which nobody beat (Redis was down or
 -- unreachable for everyone), ``since`` moves to now: silence is counted from then on, so
 -- an outage never makes the whole fleet look dead the moment Redis returns.
 local function note_beat(name, gap)
-  -- A beat held up in the network (a host cut off) can land after a fresher one, stamped
-  -- with its send time: a worker's last beat never moves back.
+  -- The server's clock can step back (NTP): a worker's last beat never moves back.
   local prev = tonumber(redis.call('HGET', HEARTBEATS, name)) or 0
   if NOW > prev then redis.call('HSET', HEARTBEATS, name, NOW) end
   local last = tonumber(redis.call('HGET', LIVENESS, 'last')) or 0

@@ -1,15 +1,15 @@
--- ARGV[4] heartbeat timeout (seconds). Marks down every worker not yet down whose last
+-- ARGV[3] heartbeat timeout (seconds). Marks down every worker not yet down whose last
 -- heartbeat (see last_beat) is older than the timeout. Returns the changed entries.
--- ARGV[5] lease (seconds, 0 for none): every worker's rescuer reaps each round, and the
+-- ARGV[4] lease (seconds, 0 for none): every worker's rescuer reaps each round, and the
 -- scan is O(fleet); with a lease only the first caller in each lease period scans.
-local timeout, lease = tonumber(ARGV[4]), tonumber(ARGV[5] or '0') or 0
+local timeout, lease = tonumber(ARGV[3]), tonumber(ARGV[4] or '0') or 0
 if lease > 0 and not redis.call('SET', REAP_LEASE, '1', 'NX', 'PX', math.ceil(lease * 1000)) then
-  return '[]'
+  return reply_entries({})
 end
 -- Compare numbers first and decode only the silent workers' entries: decoding every
 -- entry made a scan of 10,000 workers block Redis for about 50 ms.
 local since = tonumber(redis.call('HGET', LIVENESS, 'since')) or 0
-if NOW - since <= timeout then return '[]' end  -- silence counts from when beats resumed
+if NOW - since <= timeout then return reply_entries({}) end  -- silence counts from when beats resumed
 local beats, freshest = {}, 0
 local flat = redis.call('HGETALL', HEARTBEATS)
 for i = 1, #flat, 2 do
@@ -19,7 +19,7 @@ for i = 1, #flat, 2 do
 end
 -- Nobody at all has beaten within the timeout, not even the live process asking: the
 -- table was out of reach (an outage, a failover), not a dead fleet. Wait for the beats.
-if NOW - freshest > timeout then return '[]' end
+if NOW - freshest > timeout then return reply_entries({}) end
 local changed = {}
 for _, name in ipairs(redis.call('HKEYS', WORKERS)) do
   if NOW - math.max(beats[name] or 0, since) > timeout then
@@ -30,4 +30,4 @@ for _, name in ipairs(redis.call('HKEYS', WORKERS)) do
     end
   end
 end
-return cjson.encode(changed)
+return reply_entries(changed)

@@ -1,6 +1,6 @@
--- ARGV[4] worker, ARGV[5] reason. Ends a pause; a down worker keeps its state but
+-- ARGV[3] worker, ARGV[4] reason. Ends a pause; a down worker keeps its state but
 -- loses the pause it would have resumed into.
-local name, reason = ARGV[4], ARGV[5]
+local name, reason = ARGV[3], ARGV[4]
 local e = load(name)
 if not e then return reply('unknown') end
 if e.state == 'paused' then

@@ -19,6 +19,7 @@ from rfqueue.cli import cli, main
 from rfqueue.control import RemoteControl
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason, State
+from tests.unit.conftest import server_time
 
 W1, W2, W3 = "w1@h", "w2@h", "w3@h"
 
@@ -72,9 +73,8 @@ class TestStatus:
         assert any("pause" in line and "(disk)" in line for line in lines)
 
     def test_expired_pause_is_marked(self, fleet: FailureTable) -> None:
-        FailureTable(fleet.client, "rfqueue", clock=lambda: time.time() - 100).pause(
-            W1, 10, Reason.MANUAL
-        )
+        with server_time(time.time() - 100):
+            FailureTable(fleet.client, "rfqueue").pause(W1, 10, Reason.MANUAL)
         assert "paused (expired)" in run("status").output
 
     def test_json(self, fleet: FailureTable) -> None:

@@ -7,7 +7,6 @@ swapped), so the messages in the lists are the bytes kombu would write to Redis.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -71,7 +70,6 @@ def make_app(**rfqueue: Any) -> Any:
 def app(
     broker: Counter[str], use_fake_redis: None, table: FailureTable, stop: Callable[..., None]
 ) -> Iterator[Any]:
-    table.clock = time.time
     for queue in (QA, QB, QC):
         table.register(queue.removeprefix("rfqueue."), queue)
     app = make_app()
@@ -203,7 +201,6 @@ def test_missing_hash_key_publishes_nothing(
     stop: Callable[..., None],
 ) -> None:
     # Given a hash router and a batch whose third task lacks the key
-    table.clock = time.time
     table.register("a@h", QA)
     app = make_app(policy="hash", hash_key="label")
     items: list[Any] = [{"n": 1, "label": "x"}, {"n": 2, "label": "y"}, {"n": 3}]

@@ -118,7 +118,6 @@ def test_a_forked_child_starts_from_zero() -> None:
 class TestRouterFlush:
     @pytest.fixture
     def router(self, use_fake_redis: None, table: FailureTable, stop: Callable[..., None]) -> Any:
-        table.clock = time.time
         for name in ("a@h", "b@h"):
             table.register(name, f"rfqueue.{name}")
         router = Router(

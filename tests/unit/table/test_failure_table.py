@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from rfqueue.table import Budget, FailureTable
 from rfqueue.table.entry import Entry, Reason, State
-from tests.unit.conftest import beat_while
+from tests.unit.conftest import beat_while, server_time
 
 W1, W2, W3 = "w1@h", "w2@h", "w3@h"
 
@@ -179,21 +179,21 @@ class TestHeartbeat:
     def test_a_beat_sent_before_the_worker_was_marked_down_does_not_revive_it(
         self, table: FailureTable, clock: Any
     ) -> None:
-        # Given W1 cut off (silent) and marked down while W2 beats
+        # Given W1, which saw its own entry at registration, cut off (silent) and marked
+        # down while W2 beats
         register(table, W1, W2)
+        seen = entry_of(table, W1).version
         beat_while(table, clock, 10, W2)
         assert [e.worker for e in table.reap(5)] == [W1]
-        down_at = clock.now
-        # When a beat W1 sent before the down arrives after it
-        clock.now = down_at - 4
-        change = table.heartbeat(W1, q(W1))
-        # Then W1 stays down: that beat is no sign of life now
+        # When a beat W1 sent before it could know of the down arrives after it
+        change = table.heartbeat(W1, q(W1), seen=seen)
+        # Then W1 stays down: that beat is no sign of life now; the reply tells W1
         assert change.status == "noop"
-        clock.now = down_at
+        assert change.entry is not None and change.entry.state is State.DOWN
         assert entry_of(table, W1).state is State.DOWN
-        # And a beat sent after the down revives it
+        # And its next beat, sent knowing the down, revives it
         clock.advance(1)
-        assert table.heartbeat(W1, q(W1)).status == "ok"
+        assert table.heartbeat(W1, q(W1), seen=change.entry.version).status == "ok"
         assert entry_of(table, W1).state is State.UP
 
     def test_down_worker_with_unexpired_pause_beats_into_the_pause(
@@ -381,9 +381,7 @@ class TestBudget:
     def test_two_pauses_at_once_one_wins(self, server: fakeredis.FakeServer, clock: Any) -> None:
         # Given two processes (own connections, one server) and five up workers
         a, b = (
-            FailureTable(
-                fakeredis.FakeRedis(server=server, decode_responses=True), "t", clock=clock
-            )
+            FailureTable(fakeredis.FakeRedis(server=server, decode_responses=True), "t")
             for _ in range(2)
         )
         workers = [f"w{i}@h" for i in range(5)]
@@ -734,7 +732,7 @@ class TestLogAndChannel:
 
     def test_event_log_is_capped(self, client: Any, clock: Any) -> None:
         # Given a table that keeps five events
-        table = FailureTable(client, "capped", events_max=5, clock=clock)
+        table = FailureTable(client, "capped", events_max=5)
         register(table, W1)
         # When twelve changes happen
         for _ in range(6):
@@ -890,8 +888,12 @@ def test_budget_invariant(budget: Budget, ops: list[tuple[str, str, float]]) -> 
     (paused, or down and owing one) never exceed the budget's limit; and right after
     each successful pause, the workers not up fit the limit and ``min_up`` are up.
     """
-    now = [1_000_000.0]
-    table = FailureTable(fakeredis.FakeRedis(decode_responses=True), "p", 20, lambda: now[0])
+    with server_time(1_000_000.0) as clock:
+        _check_budget_invariant(budget, ops, clock)
+
+
+def _check_budget_invariant(budget: Budget, ops: list[tuple[str, str, float]], clock: Any) -> None:
+    table = FailureTable(fakeredis.FakeRedis(decode_responses=True), "p", 20)
     register(table, *WORKERS)
     limit = (
         int(budget.max_paused * len(WORKERS))
@@ -903,7 +905,7 @@ def test_budget_invariant(budget: Budget, ops: list[tuple[str, str, float]]) -> 
         if op == "pause":
             change = table.pause(worker, value, Reason.CHAOS, budget=budget)
             if change.changed:
-                states = [e.effective_state(now[0]) for e in table.entries().values()]
+                states = [e.effective_state(clock.now) for e in table.entries().values()]
                 not_up = sum(s is not State.UP for s in states)
                 assert not_up <= limit
                 assert len(states) - not_up >= budget.min_up
@@ -914,10 +916,11 @@ def test_budget_invariant(budget: Budget, ops: list[tuple[str, str, float]]) -> 
         elif op == "beat":
             change = table.heartbeat(worker, q(worker))
         else:
-            now[0] += value
+            clock.advance(value)
             table.resume_expired()
             change = None
-        holding = [e for e in table.entries().values() if e.until is not None and e.until > now[0]]
+        entries = table.entries().values()
+        holding = [e for e in entries if e.until is not None and e.until > clock.now]
         assert len(holding) <= limit
         version = table.version()
         if change is not None:

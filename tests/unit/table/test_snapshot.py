@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import fakeredis.commands_mixins.server_mixin
 import pytest
 import redis
 
@@ -109,6 +110,7 @@ class TestLoad:
         fleet.mark_down(W2, Reason.SHUTDOWN)
         clock.now = time.time() - 100
         fleet.pause(W3, 10, Reason.CHAOS)
+        clock.now = time.time()
         assert fleet.entries()[W3].state is State.PAUSED
         # When the snapshot loads
         snap = snapshots(fleet)
@@ -137,7 +139,7 @@ class TestLoad:
     ) -> None:
         # Given a change (W1 paused) that lands right after the snapshot's read
         snap = snapshots(fleet)
-        other = FailureTable(fleet.client, fleet.keys.namespace, clock=fleet.clock)
+        other = FailureTable(fleet.client, fleet.keys.namespace)
         injected: list[Any] = []
 
         def inject_after(read: Callable[[], Any]) -> Callable[[], Any]:
@@ -201,10 +203,15 @@ class TestThread:
         assert snap.version == fleet.version()
 
     def test_pause_end_triggers_a_refresh(
-        self, fleet: FailureTable, clock: Any, snapshots: Callable[..., Snapshot], poll: Any
+        self,
+        fleet: FailureTable,
+        monkeypatch: pytest.MonkeyPatch,
+        snapshots: Callable[..., Snapshot],
+        poll: Any,
     ) -> None:
-        # Given a running snapshot and a pause of 0.3 s, with no refresh due for 30 s
-        clock.now = time.time()
+        # Given a server whose clock runs, a running snapshot and a pause of 0.3 s, with
+        # no refresh due for 30 s
+        monkeypatch.setattr(fakeredis.commands_mixins.server_mixin, "time", time)
         fleet.pause(W1, 0.3, Reason.MANUAL)
         snap = snapshots(fleet, refresh_interval=30)
         snap.ensure_started()
@@ -283,7 +290,6 @@ class TestFailOpen:
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         # Given a loaded snapshot with W1 paused
-        fleet.clock = fake_time.time
         fleet.pause(W1, 600, Reason.MANUAL)
         snap = snapshots(fleet)
         assert snap.refresh()
@@ -336,7 +342,6 @@ class TestFailOpen:
         snapshots: Callable[..., Snapshot],
     ) -> None:
         # Given a snapshot that lost Redis
-        fleet.clock = fake_time.time
         snap = snapshots(fleet)
         snap.refresh()
         with monkeypatch.context() as patch:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -111,7 +110,6 @@ def test_router_raises_the_missing_key_into_apply_async(
     use_fake_redis: None, table: FailureTable, stop: Callable[[Snapshot], None]
 ) -> None:
     # Given a hash router over two up workers
-    table.clock = time.time
     table.register("a@h", "rfqueue.a@h")
     table.register("b@h", "rfqueue.b@h")
     settings = Settings(
@@ -131,7 +129,6 @@ def test_ring_spans_paused_workers_via_the_snapshot(
     table: FailureTable, stop: Callable[[Snapshot], None]
 ) -> None:
     # Given a snapshot of four workers, w1 paused
-    table.clock = time.time
     for q in QUEUES:
         table.register(q.removeprefix("rfqueue."), q)
     table.pause("w1@h", 600, Reason.MANUAL)

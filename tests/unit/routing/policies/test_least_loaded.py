@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -168,7 +167,6 @@ def test_start_samples_every_registered_queue_on_the_table_redis(
     stop: Callable[[Snapshot], None],
 ) -> None:
     # Given two registered workers, B's queue holding 3 messages
-    table.clock = time.time
     table.register("a@h", QA)
     table.register("b@h", QB)
     client.lpush(QB, "m1", "m2", "m3")

@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +28,10 @@ from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.cli_types import finite
 from rfqueue.control import RemoteControl
 from rfqueue.demo_command import demo
-from rfqueue.entry import Entry, Reason, State
+from rfqueue.entry import Entry, State
 from rfqueue.log import held_back
 from rfqueue.metrics import metrics
+from rfqueue.operations import Refused, clock, known_entry, pause_worker, resume_worker
 from rfqueue.redis_connect import is_sentinel_url
 from rfqueue.replication import ReplicationError
 from rfqueue.settings import Settings, SettingsError
@@ -212,7 +215,7 @@ def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Ev
     console.print(grid)
     for ev in events:
         note = f" ({ev.note})" if ev.note else ""
-        line = f"{_clock(ev.time)}  {ev.worker:<24} {ev.action:<14} {ev.reason or ''}{note}"
+        line = f"{clock(ev.time)}  {ev.worker:<24} {ev.action:<14} {ev.reason or ''}{note}"
         console.print(escape(line))
 
 
@@ -222,10 +225,6 @@ def _ago(now: float, when: float | None) -> str:
 
 def _until(now: float, when: float | None) -> str:
     return f"in {when - now:.1f}s" if when and when > now else ("-" if not when else "passed")
-
-
-def _clock(when: float | None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(when or 0))
 
 
 @cli.command()
@@ -243,15 +242,11 @@ def _clock(when: float | None) -> str:
 @click.pass_obj
 def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
     """Pause WORKER (its Celery nodename, name@host) for SECONDS."""
-    limit = obj.settings.max_pause
-    if seconds > limit:
-        raise click.BadParameter(
-            f"{seconds:g} s is longer than rfqueue_max_pause ({limit:g} s)", param_hint="'--for'"
+    with _refusals():
+        outcome = pause_worker(
+            obj.table, obj.control(), worker, seconds, obj.settings.max_pause, note=note
         )
-    change = obj.table.pause(worker, seconds, Reason.MANUAL, note=note)
-    entry = _known(obj, worker, change)
-    obj.control().stop_consuming(entry)
-    click.echo(f"paused {worker} until {_clock(entry.until)} ({seconds:g} s)")
+    click.echo(outcome.message)
 
 
 @cli.command()
@@ -259,13 +254,9 @@ def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
 @click.pass_obj
 def resume(obj: Context, worker: str) -> None:
     """End WORKER's pause now."""
-    change = obj.table.resume(worker, Reason.MANUAL)
-    entry = _known(obj, worker, change)
-    if change.changed:
-        obj.control().start_consuming(entry)
-        click.echo(f"resumed {worker}")
-    else:
-        click.echo(f"{worker} was not paused (state: {entry.state.value})")
+    with _refusals():
+        outcome = resume_worker(obj.table, obj.control(), worker)
+    click.echo(outcome.message)
 
 
 @cli.command()
@@ -281,13 +272,22 @@ def forget(obj: Context, worker: str) -> None:
 
 
 def _known(obj: Context, worker: str, change: Change) -> Entry:
-    if change.status == "unknown" or (change.entry is None and change.status != "ok"):
-        known = ", ".join(sorted(obj.table.entries())) or "none"
-        raise click.BadParameter(
-            f"no worker named {worker!r} in the table (known: {known})", param_hint="'WORKER'"
-        )
-    assert change.entry is not None or change.status == "ok"
-    return change.entry  # type: ignore[return-value]
+    with _refusals():
+        return known_entry(obj.table, worker, change)
+
+
+#: how the command line spells each argument an operation can refuse
+_PARAM_HINTS = {"worker": "'WORKER'", "seconds": "'--for'"}
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """An operation's refusal as click's one-line usage error naming the argument."""
+    try:
+        yield
+    except Refused as exc:
+        hint = _PARAM_HINTS.get(exc.argument)
+        raise click.BadParameter(exc.message, param_hint=hint) from None
 
 
 @cli.command()

@@ -28,6 +28,7 @@ from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.cli_types import finite
 from rfqueue.control import RemoteControl
 from rfqueue.demo_command import demo
+from rfqueue.depth import depths_or_none, redis_depth_reader
 from rfqueue.entry import Entry, State
 from rfqueue.log import held_back
 from rfqueue.metrics import metrics
@@ -152,10 +153,12 @@ def status(obj: Context, as_json: bool, n_events: int) -> None:
         entries, events = table.entries(), table.events(n_events) if n_events else []
     if skipped:
         click.echo(_skipped_line(skipped), err=True)
+    read = obj.broker_depths() or redis_depth_reader(table.client)
+    depths = depths_or_none(read, [e.queue for e in entries.values()])
     if as_json:
-        click.echo(json.dumps(status_document(entries, events), indent=2))
+        click.echo(json.dumps(status_document(entries, events, depths), indent=2))
         return
-    _print_status(obj.settings, entries, events)
+    _print_status(obj.settings, entries, events, depths)
 
 
 def _skipped_line(records: list[logging.LogRecord]) -> str:
@@ -170,12 +173,15 @@ def _skipped_line(records: list[logging.LogRecord]) -> str:
     return f"rfqueue: warning: skipped {' and '.join(parts)}{hint}"
 
 
-def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str, Any]:
-    """The ``status --json`` document: times are epoch seconds."""
+def status_document(
+    entries: dict[str, Entry], events: list[Event], depths: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The ``status --json`` document: times are epoch seconds; depth null when unknown."""
     workers = [
         {
             "worker": e.worker,
             "queue": e.queue,
+            "depth": None if depths is None else depths.get(e.queue, 0),
             "state": e.state.value,
             "reason": e.reason.value if e.reason else None,
             "since": e.since,
@@ -189,12 +195,17 @@ def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str,
     return {"workers": workers, "events": [vars(ev) for ev in events]}
 
 
-def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Event]) -> None:
+def _print_status(
+    settings: Settings,
+    entries: dict[str, Entry],
+    events: list[Event],
+    depths: dict[str, int] | None,
+) -> None:
     console = Console()
     now = time.time()
     grid = Table(title=f"rfqueue table {settings.namespace!r} at {settings.safe_redis_url}")
-    for column in ("worker", "queue", "state", "reason", "since", "until", "heartbeat"):
-        grid.add_column(column)
+    for column in ("worker", "queue", "depth", "state", "reason", "since", "until", "heartbeat"):
+        grid.add_column(column, justify="right" if column == "depth" else "left")
     colours = {"up": "green", "paused": "yellow", "down": "red"}
     for name in sorted(entries):
         e = entries[name]
@@ -206,6 +217,7 @@ def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Ev
         grid.add_row(
             escape(e.worker),
             escape(e.queue),
+            "?" if depths is None else str(depths.get(e.queue, 0)),
             f"[{colours[e.state.value]}]{state}[/]",
             e.reason.value if e.reason else "",
             _ago(now, e.since),

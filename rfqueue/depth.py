@@ -58,6 +58,15 @@ def queue_depths(
     return {queue: sum(int(next(lengths)) for _ in names) for queue, names in keys.items()}
 
 
+def depths_or_none(read: DepthReader, queues: Sequence[str]) -> dict[str, int] | None:
+    """Each queue's depth for a display, or None when the broker cannot be reached now."""
+    try:
+        return read(queues) if queues else {}
+    except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
+        logger.debug("rfqueue: cannot read queue depths: %s", exc)
+        return None
+
+
 def redis_depth_reader(
     client: Any, steps: Sequence[int] = PRIORITY_STEPS
 ) -> DepthReader:

@@ -30,6 +30,7 @@ from rfqueue.control import RemoteControl
 from rfqueue.demo_command import demo
 from rfqueue.depth import depths_or_none, redis_depth_reader
 from rfqueue.entry import Entry, State
+from rfqueue.flower.command import flower
 from rfqueue.log import held_back
 from rfqueue.metrics import metrics
 from rfqueue.operations import Refused, clock, known_entry, pause_worker, resume_worker
@@ -331,6 +332,7 @@ cli.add_command(demo)
 cli.add_command(metrics)
 cli.add_command(bench)
 cli.add_command(simulate)
+cli.add_command(flower)
 
 
 def run_command(command: click.Command, argv: list[str] | None, prog: str, redis_what: str) -> int:

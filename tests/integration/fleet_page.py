@@ -27,6 +27,12 @@ def depth(client: Any, worker: str) -> int:
     return queue_depths(client, [f"rfqueue.{worker}"])[f"rfqueue.{worker}"]
 
 
+def decided(table: Any, worker: str) -> tuple[Any, ...]:
+    """What only a decision changes in ``worker``'s entry (its heartbeat moves on by itself)."""
+    entry = table.entries()[worker]
+    return entry.state, entry.reason, entry.until, entry.note, entry.version
+
+
 @dataclass
 class RfqueueFlower:
     """A running ``rfqueue flower`` process and how to ask it things."""

@@ -11,7 +11,7 @@ import pytest
 from rfqueue.fleet import Fleet, RedisServer, wait_for
 from rfqueue.table import FailureTable
 from tests.integration.conftest import wait_for_seqs
-from tests.integration.fleet_page import depth, paused_with_backlog, start_rfqueue_flower
+from tests.integration.fleet_page import decided, depth, paused_with_backlog, start_rfqueue_flower
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +46,12 @@ def test_fleet_page_shows_a_paused_worker_s_queue_and_resumes_it(
 
     # When someone with the wrong password reads it, or tries to resume w2
     table = FailureTable(redis_client, "rfqueue")
-    before = table.entries()[scene.w2]
+    before = decided(table, scene.w2)
     assert flower.request("/rfqueue/api/fleet", WRONG)[0] == 401
     assert flower.request(f"/rfqueue/api/worker/resume/{scene.w2}", WRONG, {})[0] == 401
     assert flower.request(f"/rfqueue/api/worker/resume/{scene.w2}", None, {})[0] == 401
     # Then nothing changed
-    assert table.entries()[scene.w2] == before
+    assert decided(table, scene.w2) == before
     assert depth(redis_client, scene.w2) == scene.depth
 
     # When an authenticated operator resumes w2

@@ -20,6 +20,7 @@
         {action: 'pause', label: 'Pause', css: 'btn-outline-warning', states: ['up', 'down']},
         {action: 'resume', label: 'Resume', css: 'btn-success', states: ['paused', 'ejected']}
     ];
+    var NUMERIC = [4, 5, 6];  // heartbeat, queue depth, routed: right-aligned like their headers
     var BADGES = {
         up: 'bg-success', paused: 'bg-warning text-dark', ejected: 'bg-danger',
         draining: 'bg-info text-dark', down: 'bg-secondary'
@@ -131,7 +132,11 @@
             if (!row) {
                 row = document.createElement('tr');
                 row.dataset.worker = w.worker;
-                cells(w).forEach(function () { row.appendChild(document.createElement('td')); });
+                cells(w).forEach(function (html, i) {
+                    var td = document.createElement('td');
+                    td.className = NUMERIC.indexOf(i) >= 0 ? 'text-end text-nowrap' : '';
+                    row.appendChild(td);
+                });
             }
             if (body.children[index] !== row) {
                 body.insertBefore(row, body.children[index] || null);

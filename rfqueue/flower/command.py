@@ -10,6 +10,7 @@ before the command runs, in this process only).
 
 from __future__ import annotations
 
+import errno
 import os
 from functools import partial
 from typing import Any
@@ -40,6 +41,7 @@ def flower(
     FLOWER_* variables); `celery flower --help` lists them.
     """
     _require_flower()
+    _check_flower_args(flower_args)
     group: dict[str, Any] = ctx.parent.params if ctx.parent is not None else {}
     app_path = app_path or group.get("app_path")
     if broker:  # what `celery -b` does, done first so that the table's URL can default to it
@@ -57,6 +59,27 @@ def _require_flower() -> None:
         raise click.UsageError(
             "rfqueue flower needs Flower: pip install 'rfqueue[flower]'"
         ) from None
+
+
+def _check_flower_args(args: tuple[str, ...]) -> None:
+    """Each argument must be a Flower option with a value Flower can read (one line if not).
+
+    Flower itself would ignore a mistyped option and stop with a traceback on a bad value.
+    """
+    from flower.command import is_flower_option
+    from tornado.options import Error, options
+
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if not arg.startswith("--") or name == "--help" or not is_flower_option(arg):
+            raise click.BadParameter(
+                f"{arg!r} is not a Flower option (`celery flower --help` lists them)",
+                param_hint="'FLOWER_ARGS'",
+            )
+        try:  # Flower parses the same arguments into the same options again when it starts
+            options.parse_command_line(["rfqueue", arg], final=False)
+        except (Error, ValueError) as exc:
+            raise click.BadParameter(str(exc), param_hint=f"'{name}'") from None
 
 
 def _settings(app_path: str | None, group: dict[str, Any]) -> Settings:
@@ -98,4 +121,9 @@ def _run_celery(argv: list[str], settings: Settings) -> None:
     except OptionError as exc:  # Flower's options are Tornado's
         raise click.UsageError(f"flower: {exc}") from None
     except OSError as exc:  # the port is taken, the address is not this host's, ...
+        from tornado.options import options
+
+        if exc.errno == errno.EADDRINUSE:
+            where = f"port {options.port} on {options.address or 'every address'}"
+            raise click.BadParameter(f"{where} is already in use", param_hint="'--port'") from None
         raise click.ClickException(f"Flower cannot start: {exc}") from None

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -166,6 +167,12 @@ def test_a_person_sees_the_pause_and_resumes_the_worker(
     assert badge.text.startswith("rfqueue: paused")
     worker_cell = badge.find_element(By.XPATH, "./ancestor::tr/td[1]")
     assert worker_cell.text.strip() == scene.w2
+    # And Flower's page of w2 says what rfqueue says
+    browser.get(flower.url(f"/worker/{quote(scene.w2)}"))
+    banner = seen(browser, "#rfqueue-worker-state", timeout=30)
+    assert banner.text.startswith("rfqueue: paused") and f"{scene.depth} waiting" in banner.text
+    worker_shot = shot.with_name(f"{shot.stem}-worker{shot.suffix}")
+    assert browser.save_screenshot(str(worker_shot))
     seen(browser, "nav .rfqueue-nav a").click()  # the Fleet link in Flower's navigation bar
 
     # When they click Resume on w2's row

@@ -20,7 +20,7 @@ from tests.integration.conftest import active_queues, nodename, rfqueue_cli
 from tests.integration.test_routing import wait_until_routable
 
 #: tasks sent while both workers are up (about half each), each running this long
-BACKLOG, TASK_SECONDS = 16, 0.4
+BACKLOG, TASK_SECONDS = 24, 0.5
 
 
 def depth(client: Any, worker: str) -> int:
@@ -116,7 +116,7 @@ def paused_with_backlog(
     # And a backlog at each, routed while both were up
     for seq in range(BACKLOG):
         record.apply_async(kwargs={"seq": seq, "sent": time.time(), "sleep": TASK_SECONDS})
-    wait_for(lambda: depth(redis_client, w2) >= 4, 10, interval=0.05, what="w2's backlog")
+    wait_for(lambda: depth(redis_client, w2) >= 6, 10, interval=0.05, what="w2's backlog")
     # When w2 is paused with the rfqueue command
     out = rfqueue_cli(redis_server, "pause", w2, "--for", "120", "--reason", "kernel upgrade")
     assert out.returncode == 0, out.stderr

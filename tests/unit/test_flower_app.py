@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from flower.options import options as flower_options
 from flower.urls import settings as flower_settings
@@ -208,3 +209,18 @@ def test_without_authentication_actions_are_closed_like_flower_s_api(
     assert flower.request(f"/api/worker/queue/add-consumer/{W2}?queue=q", None, {})[0] == 401
     assert flower.request(f"/rfqueue/api/worker/resume/{W2}", None, {})[0] == 401
     assert fleet.entries()[W2].state is State.PAUSED
+
+
+def test_an_unreachable_table_is_503_and_one_line(
+    flower: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable() -> dict[str, Any]:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+
+    monkeypatch.setattr(flower.app.rfqueue, "document", unreachable)
+    status, body = flower.request("/ops/rfqueue/api/fleet")
+    assert status == 503
+    assert json.loads(body) == {
+        "error": "cannot reach the failure table's Redis: "
+        "Error 111 connecting to 127.0.0.1:6390. Connection refused."
+    }

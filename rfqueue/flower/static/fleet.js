@@ -106,8 +106,10 @@
 
     function cells(w) {
         var tasks = urls.tasksUrl + '?worker=' + encodeURIComponent(w.worker);
-        var reason = w.reason ? esc(w.reason) : '<span class="text-muted">—</span>';
-        if (w.note) {
+        // An up worker's reason is only how it came back (start, manual, expired): not shown.
+        var why = w.shown !== 'up';
+        var reason = why && w.reason ? esc(w.reason) : '<span class="text-muted">—</span>';
+        if (why && w.note) {
             reason += '<div class="small text-muted">' + esc(w.note) + '</div>';
         }
         return [

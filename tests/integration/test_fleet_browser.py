@@ -171,8 +171,7 @@ def test_a_person_sees_the_pause_and_resumes_the_worker(
     browser.get(flower.url(f"/worker/{quote(scene.w2)}"))
     banner = seen(browser, "#rfqueue-worker-state", timeout=30)
     assert banner.text.startswith("rfqueue: paused") and f"{scene.depth} waiting" in banner.text
-    worker_shot = shot.with_name(f"{shot.stem}-worker{shot.suffix}")
-    assert browser.save_screenshot(str(worker_shot))
+    assert browser.save_screenshot(str(tmp_path / "worker-page.png"))
     seen(browser, "nav .rfqueue-nav a").click()  # the Fleet link in Flower's navigation bar
 
     # When they click Resume on w2's row

@@ -32,7 +32,8 @@ class FleetBackend:
         depths = broker.depths if broker is not None else redis_depth_reader(self.table.client)
         self.sources = FleetSources(self.table, depths, settings)
         self.control = RemoteControl(celery_app)
-        #: the page's buttons, by name: the seam where ``drain`` joins
+        #: the page's buttons, by name: the seam where ``drain`` joins (here, and in the
+        #: states that show its button: BUTTONS in static/fleet.js)
         self.actions: dict[str, Callable[[str, Form], Outcome]] = {
             "pause": self.pause,
             "resume": self.resume,
@@ -40,7 +41,7 @@ class FleetBackend:
 
     def document(self) -> dict[str, Any]:
         """The Fleet page's JSON document (see :mod:`rfqueue.flower.document`)."""
-        return fleet_document(self.sources)
+        return fleet_document(self.sources, actions=self.actions)
 
     def pause(self, worker: str, form: Form) -> Outcome:
         """``rfqueue pause WORKER --for SECONDS --reason TEXT``, from a form."""

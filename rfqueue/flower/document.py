@@ -23,9 +23,6 @@ from rfqueue.entry import Entry, State
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 
-#: what the page's buttons can ask; ``drain`` joins when the table has a draining state
-ACTIONS: tuple[str, ...] = ("pause", "resume")
-
 #: a pause with this reason is an outlier ejection, and is shown as such
 EJECTED_REASON = "outlier"
 
@@ -113,9 +110,16 @@ def read_routed(table: FailureTable) -> dict[str, int]:
 
 
 def fleet_document(
-    sources: FleetSources, now: float | None = None, n_events: int = 12
+    sources: FleetSources,
+    now: float | None = None,
+    n_events: int = 12,
+    actions: Iterable[str] = ("pause", "resume"),
 ) -> dict[str, Any]:
-    """Every worker, the budget in use and the latest events, as one JSON-ready dict."""
+    """Every worker, the budget in use and the latest events, as one JSON-ready dict.
+
+    ``actions`` are the buttons the page may draw (the server's, see
+    :class:`~rfqueue.flower.backend.FleetBackend`).
+    """
     table, settings = sources.table, sources.settings
     entries = table.entries()
     events = table.events(n_events)
@@ -133,7 +137,7 @@ def fleet_document(
         "workers": workers,
         "budget": budget_in_use(entries.values(), settings, now),
         "events": [vars(event) for event in events],
-        "actions": list(ACTIONS),
+        "actions": list(actions),
     }
 
 

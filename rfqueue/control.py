@@ -1,16 +1,28 @@
-"""The fast path: Celery remote control tells a worker to stop or start consuming now.
+"""Control by hand: pause or resume one worker, and tell it at once over remote control.
 
-Remote control is at-most-once pub/sub, so it is only ever a shortcut: each worker
-also enforces its own table state (see :mod:`rfqueue.worker`).
+:func:`pause_worker` and :func:`resume_worker` are what ``rfqueue pause``/``resume`` and
+the Fleet page's buttons both call, with the same checks and the same one-line answers.
+A refused request raises :class:`Refused` before anything is written to the table; its
+message is the line a person sees, and ``argument`` names what was wrong (``worker`` or
+``seconds``), so each caller can point at its own spelling of it (``'WORKER'`` and
+``'--for'`` on the command line, a form field on the page).
+
+:class:`RemoteControl` is the fast path: Celery remote control tells a worker to stop
+or start consuming now. It is at-most-once pub/sub, so it is only ever a shortcut:
+each worker also enforces its own table state (see :mod:`rfqueue.worker`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from rfqueue.log import RateLimitedWarning
-from rfqueue.table.entry import Entry
+from rfqueue.table import Change, FailureTable
+from rfqueue.table.entry import Entry, Reason
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +51,73 @@ class RemoteControl:
             )
         except Exception as exc:  # the worker's own enforcement will catch up
             self._warn("rfqueue: remote control %s to %s failed: %r", command, entry.worker, exc)
+
+
+class Refused(Exception):
+    """A request refused before any change; ``argument`` is ``worker`` or ``seconds``."""
+
+    def __init__(self, message: str, argument: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.argument = argument
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a request did: the worker's entry after it, and the line that says so."""
+
+    entry: Entry
+    changed: bool
+    message: str
+
+
+def clock(when: float | None) -> str:
+    """A moment as the local ``HH:MM:SS``."""
+    return time.strftime("%H:%M:%S", time.localtime(when or 0))
+
+
+def check_duration(seconds: float, max_pause: float) -> None:
+    """Refuse a pause that never ends, or lasts longer than ``max_pause``."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise Refused(f"{seconds:g} is not a positive number of seconds", "seconds")
+    if seconds > max_pause:
+        raise Refused(
+            f"{seconds:g} s is longer than rfqueue_max_pause ({max_pause:g} s)", "seconds"
+        )
+
+
+def known_entry(table: FailureTable, worker: str, change: Change) -> Entry:
+    """The entry a change returned; refuse a worker the table does not know."""
+    if change.status == "unknown" or (change.entry is None and change.status != "ok"):
+        known = ", ".join(sorted(table.entries())) or "none"
+        raise Refused(f"no worker named {worker!r} in the table (known: {known})", "worker")
+    assert change.entry is not None or change.status == "ok"
+    return change.entry  # type: ignore[return-value]
+
+
+def pause_worker(
+    table: FailureTable,
+    control: RemoteControl,
+    worker: str,
+    seconds: float,
+    max_pause: float,
+    note: str | None = None,
+) -> Outcome:
+    """Pause ``worker`` for ``seconds`` (an operator's pause), and tell it at once."""
+    check_duration(seconds, max_pause)
+    change = table.pause(worker, seconds, Reason.MANUAL, note=note)
+    entry = known_entry(table, worker, change)
+    if change.status == "duration":  # the table's own cap: another process set a lower one
+        raise Refused(f"{seconds:g} s is longer than the table allows", "seconds")
+    control.stop_consuming(entry)
+    return Outcome(entry, True, f"paused {worker} until {clock(entry.until)} ({seconds:g} s)")
+
+
+def resume_worker(table: FailureTable, control: RemoteControl, worker: str) -> Outcome:
+    """End ``worker``'s pause now, and tell it at once; an unpaused worker is left alone."""
+    change = table.resume(worker, Reason.MANUAL)
+    entry = known_entry(table, worker, change)
+    if not change.changed:
+        return Outcome(entry, False, f"{worker} was not paused (state: {entry.state.value})")
+    control.start_consuming(entry)
+    return Outcome(entry, True, f"resumed {worker}")

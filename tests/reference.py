@@ -9,6 +9,7 @@ APP = "workers.app"
 #: the README's commands; docker-compose.yml runs exactly these
 WORKER_COMMAND = ("celery", "-A", APP, "worker", "--hostname")
 BEAT_COMMAND = ("celery", "-A", APP, "beat")
-FLOWER_COMMAND = ("celery", "-A", APP, "flower")
+#: Flower with rfqueue's Fleet page: the same options as `celery flower`
+FLOWER_COMMAND = ("rfqueue", "flower", "-A", APP)
 
 __all__ = ["APP", "BEAT_COMMAND", "FLOWER_COMMAND", "PRODUCER_COMMAND", "WORKER_COMMAND"]

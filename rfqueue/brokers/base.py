@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
+import redis
+
 __all__ = [
     "Broker",
     "BrokerRefused",
@@ -20,6 +22,7 @@ __all__ = [
     "Chooser",
     "DepthReader",
     "broker_url",
+    "depths_or_none",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,3 +92,12 @@ def broker_url(conf: Mapping[str, Any]) -> str:
     url = str(url).strip()
     # In a Sentinel URL the parts are the Sentinels of one broker, not failover brokers.
     return url if url.startswith("sentinel://") else url.split(";")[0].strip()
+
+
+def depths_or_none(read: DepthReader, queues: Sequence[str]) -> dict[str, int] | None:
+    """Each queue's depth for a display, or None when the broker cannot be reached now."""
+    try:
+        return read(queues) if queues else {}
+    except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
+        logger.debug("rfqueue: cannot read queue depths: %s", exc)
+        return None

@@ -10,7 +10,8 @@ import json
 import logging
 import os
 import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,17 +22,20 @@ from rich.table import Table
 
 from rfqueue.bench.cli import bench
 from rfqueue.brokers import DepthReader, broker_for
+from rfqueue.brokers.base import depths_or_none
+from rfqueue.brokers.redis_layout import redis_depth_reader
 from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.connection import is_sentinel_url
 from rfqueue.console import finite, run_command
-from rfqueue.control import RemoteControl
+from rfqueue.control import Refused, RemoteControl, clock, known_entry, pause_worker, resume_worker
 from rfqueue.demo.command import demo
+from rfqueue.flower.command import flower
 from rfqueue.log import held_back
 from rfqueue.monitoring.metrics import metrics
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.simulate.command import simulate
 from rfqueue.table import Change, Event, FailureTable
-from rfqueue.table.entry import Entry, Reason, State
+from rfqueue.table.entry import Entry, State
 
 
 @dataclass
@@ -147,10 +151,12 @@ def status(obj: Context, as_json: bool, n_events: int) -> None:
         entries, events = table.entries(), table.events(n_events) if n_events else []
     if skipped:
         click.echo(_skipped_line(skipped), err=True)
+    read = obj.broker_depths() or redis_depth_reader(table.client)
+    depths = depths_or_none(read, [e.queue for e in entries.values()])
     if as_json:
-        click.echo(json.dumps(status_document(entries, events), indent=2))
+        click.echo(json.dumps(status_document(entries, events, depths), indent=2))
         return
-    _print_status(obj.settings, entries, events, table.now())
+    _print_status(obj.settings, entries, events, depths, table.now())
 
 
 def _skipped_line(records: list[logging.LogRecord]) -> str:
@@ -165,12 +171,15 @@ def _skipped_line(records: list[logging.LogRecord]) -> str:
     return f"rfqueue: warning: skipped {' and '.join(parts)}{hint}"
 
 
-def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str, Any]:
-    """The ``status --json`` document: times are epoch seconds."""
+def status_document(
+    entries: dict[str, Entry], events: list[Event], depths: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The ``status --json`` document: times are epoch seconds; depth null when unknown."""
     workers = [
         {
             "worker": e.worker,
             "queue": e.queue,
+            "depth": None if depths is None else depths.get(e.queue, 0),
             "state": e.state.value,
             "reason": e.reason.value if e.reason else None,
             "since": e.since,
@@ -185,13 +194,17 @@ def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str,
 
 
 def _print_status(
-    settings: Settings, entries: dict[str, Entry], events: list[Event], now: float
+    settings: Settings,
+    entries: dict[str, Entry],
+    events: list[Event],
+    depths: dict[str, int] | None,
+    now: float,
 ) -> None:
     """The table as a rich grid; ``now`` is the table's (the Redis server's) time."""
     console = Console()
     grid = Table(title=f"rfqueue table {settings.namespace!r} at {settings.safe_redis_url}")
-    for column in ("worker", "queue", "state", "reason", "since", "until", "heartbeat"):
-        grid.add_column(column)
+    for column in ("worker", "queue", "depth", "state", "reason", "since", "until", "heartbeat"):
+        grid.add_column(column, justify="right" if column == "depth" else "left")
     colours = {"up": "green", "paused": "yellow", "down": "red"}
     for name in sorted(entries):
         e = entries[name]
@@ -203,6 +216,7 @@ def _print_status(
         grid.add_row(
             escape(e.worker),
             escape(e.queue),
+            "?" if depths is None else str(depths.get(e.queue, 0)),
             f"[{colours[e.state.value]}]{state}[/]",
             e.reason.value if e.reason else "",
             _ago(now, e.since),
@@ -212,7 +226,7 @@ def _print_status(
     console.print(grid)
     for ev in events:
         note = f" ({ev.note})" if ev.note else ""
-        line = f"{_clock(ev.time)}  {ev.worker:<24} {ev.action:<14} {ev.reason or ''}{note}"
+        line = f"{clock(ev.time)}  {ev.worker:<24} {ev.action:<14} {ev.reason or ''}{note}"
         console.print(escape(line))
 
 
@@ -222,10 +236,6 @@ def _ago(now: float, when: float | None) -> str:
 
 def _until(now: float, when: float | None) -> str:
     return f"in {when - now:.1f}s" if when and when > now else ("-" if not when else "passed")
-
-
-def _clock(when: float | None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(when or 0))
 
 
 @cli.command()
@@ -243,19 +253,11 @@ def _clock(when: float | None) -> str:
 @click.pass_obj
 def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
     """Pause WORKER (its Celery nodename, name@host) for SECONDS."""
-    limit = obj.settings.max_pause
-    if seconds > limit:
-        raise click.BadParameter(
-            f"{seconds:g} s is longer than rfqueue_max_pause ({limit:g} s)", param_hint="'--for'"
+    with _refusals():
+        outcome = pause_worker(
+            obj.table, obj.control(), worker, seconds, obj.settings.max_pause, note=note
         )
-    change = obj.table.pause(worker, seconds, Reason.MANUAL, note=note)
-    entry = _known(obj, worker, change)
-    if change.status == "duration":  # the table's own cap: another process set a lower one
-        raise click.BadParameter(
-            f"{seconds:g} s is longer than the table allows", param_hint="'--for'"
-        )
-    obj.control().stop_consuming(entry)
-    click.echo(f"paused {worker} until {_clock(entry.until)} ({seconds:g} s)")
+    click.echo(outcome.message)
 
 
 @cli.command()
@@ -263,13 +265,9 @@ def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
 @click.pass_obj
 def resume(obj: Context, worker: str) -> None:
     """End WORKER's pause now."""
-    change = obj.table.resume(worker, Reason.MANUAL)
-    entry = _known(obj, worker, change)
-    if change.changed:
-        obj.control().start_consuming(entry)
-        click.echo(f"resumed {worker}")
-    else:
-        click.echo(f"{worker} was not paused (state: {entry.state.value})")
+    with _refusals():
+        outcome = resume_worker(obj.table, obj.control(), worker)
+    click.echo(outcome.message)
 
 
 @cli.command()
@@ -285,13 +283,22 @@ def forget(obj: Context, worker: str) -> None:
 
 
 def _known(obj: Context, worker: str, change: Change) -> Entry:
-    if change.status == "unknown" or (change.entry is None and change.status != "ok"):
-        known = ", ".join(sorted(obj.table.entries())) or "none"
-        raise click.BadParameter(
-            f"no worker named {worker!r} in the table (known: {known})", param_hint="'WORKER'"
-        )
-    assert change.entry is not None or change.status == "ok"
-    return change.entry  # type: ignore[return-value]
+    with _refusals():
+        return known_entry(obj.table, worker, change)
+
+
+#: how the command line spells each argument an operation can refuse
+_PARAM_HINTS = {"worker": "'WORKER'", "seconds": "'--for'"}
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """An operation's refusal as click's one-line usage error naming the argument."""
+    try:
+        yield
+    except Refused as exc:
+        hint = _PARAM_HINTS.get(exc.argument)
+        raise click.BadParameter(exc.message, param_hint=hint) from None
 
 
 @cli.command()
@@ -323,6 +330,7 @@ cli.add_command(demo)
 cli.add_command(metrics)
 cli.add_command(bench)
 cli.add_command(simulate)
+cli.add_command(flower)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -278,12 +278,13 @@ class Fleet:
     def start_flower(
         self, port: int, basic_auth: str | None = None, env: Mapping[str, str] | None = None
     ) -> ManagedProcess:
-        """``celery -A APP flower`` on 127.0.0.1:``port``.
+        """``rfqueue flower -A APP`` (Flower with the Fleet page) on 127.0.0.1:``port``.
 
         ``basic_auth`` (``user:password``) goes through Flower's ``FLOWER_BASIC_AUTH``
         variable, the same as ``--basic-auth``, but not visible in the process list.
         """
-        argv = celery_command(self.app, "flower", f"--port={port}", "--address=127.0.0.1")
+        rfqueue = str(Path(sys.executable).with_name("rfqueue"))
+        argv = [rfqueue, "flower", "-A", self.app, f"--port={port}", "--address=127.0.0.1"]
         auth = {"FLOWER_BASIC_AUTH": basic_auth} if basic_auth else {}
         log = self.workdir / f"flower-{len(self.others)}.log"
         proc = ManagedProcess(argv, log, {**self.env, **auth, **(env or {})}, self.cwd)

@@ -206,7 +206,8 @@ class Services:
         self.record(proc, "flower")
         say(
             self.console,
-            f"Flower: http://127.0.0.1:{port}/workers (user admin, password {password})",
+            f"Flower: http://127.0.0.1:{port}/workers, the Fleet page: "
+            f"http://127.0.0.1:{port}/rfqueue (user admin, password {password})",
         )
 
     def wait_ready(self, tick: Callable[[], None], stop: threading.Event) -> None:

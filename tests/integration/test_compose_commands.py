@@ -51,7 +51,7 @@ def test_flower_shows_workers_and_rfqueue_state(
     # Given Flower started with the compose command, behind basic auth
     port = free_port()
     argv = [
-        str(Path(sys.executable).with_name("celery")),
+        str(Path(sys.executable).with_name(FLOWER_COMMAND[0])),
         *FLOWER_COMMAND[1:],
         f"--port={port}",
         "--address=127.0.0.1",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -49,37 +48,43 @@ class DepthEstimate:
 
 
 class IdleList:
-    """Workers this router was told are idle, oldest announcement first.
+    """Workers this router was told are idle, the latest announcement first.
 
-    A worker leaves the list when it announces it is busy, or when this router has
-    sent it ``bound`` tasks since its announcement; paused workers are skipped. Entries
-    are dropped lazily, so each task pops at most what earlier announcements pushed.
+    Latest first, because Redis hands a shared-queue task to the worker blocked the
+    longest: the freshest announcement is the least likely to be stale already (a
+    busy announcement on its way). A worker leaves the list when it announces it is
+    busy, or when this router has sent it ``bound`` tasks since its announcement;
+    paused workers are skipped. Entries are dropped lazily, and the list is compacted
+    when stale entries outnumber the fleet, so a task costs O(1) amortised.
     """
 
     def __init__(self, workers: int, bound: int) -> None:
         self.bound = bound
         self.mark = [0] * workers  # the announcement a worker is listed under; 0: not listed
         self.sent = [0] * workers  # this router's sends to the worker since its announcement
-        self.queue: deque[tuple[int, int]] = deque()
+        self.stack: list[tuple[int, int]] = []
         self.count = 0
 
     def idle(self, worker: int) -> None:
         self.count += 1
         self.mark[worker] = self.count
         self.sent[worker] = 0
-        self.queue.append((worker, self.count))
+        self.stack.append((worker, self.count))
+        if len(self.stack) > 2 * len(self.mark) + 64:
+            mark = self.mark
+            self.stack = [(w, m) for w, m in self.stack if mark[w] == m]
 
     def busy(self, worker: int) -> None:
         self.mark[worker] = 0
 
     def first(self, is_up: bytearray) -> int:
-        """The worker listed longest that is up; -1 when none."""
-        queue, mark = self.queue, self.mark
-        while queue:
-            worker, announced = queue[0]
+        """The up worker announced last; -1 when none."""
+        stack, mark = self.stack, self.mark
+        while stack:
+            worker, announced = stack[-1]
             if mark[worker] == announced and is_up[worker]:
                 return worker
-            queue.popleft()
+            stack.pop()
         return -1
 
     def take(self, worker: int) -> None:

@@ -40,7 +40,8 @@ def design_title(p: SimulationParams) -> str:
     )
     return (
         f"rfqueue simulate --model broker: {p.workers:,} workers{speeds}, {p.tasks:,} tasks, "
-        f"utilisation {p.utilisation:g}, {lengths(p)}, {feeds}, {pauses}, seed {p.seed}"
+        f"utilisation {p.utilisation:g}, {p.arrivals} arrivals, {lengths(p)}, {feeds}, "
+        f"{pauses}, seed {p.seed}"
     )
 
 

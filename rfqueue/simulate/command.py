@@ -20,6 +20,7 @@ import click
 
 from rfqueue.simulate.params import (
     ANNOUNCE_TO,
+    ARRIVALS,
     BROKER_POLICIES,
     MODELS,
     POLICIES,
@@ -55,6 +56,13 @@ DEFAULTS = SimulationParams()
     default=DEFAULTS.utilisation,
     show_default=True,
     help="Arrival rate as a share of the fleet's capacity (workers / mean service time).",
+)
+@click.option(
+    "--arrivals",
+    default=DEFAULTS.arrivals,
+    show_default=True,
+    help=f"{' or '.join(ARRIVALS)}: random gaps, or one task every 1/rate seconds "
+    "(an open-loop producer, as rfqueue bench's).",
 )
 @click.option(
     "--service",

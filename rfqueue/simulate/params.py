@@ -47,6 +47,8 @@ MODELS = ("exact", "broker")
 ANNOUNCE_TO = ("one", "all")
 #: service time distributions
 SERVICES = ("exponential", "constant", "lognormal")
+#: how tasks arrive: a Poisson process, or evenly spaced (an open-loop producer's sends)
+ARRIVALS = ("poisson", "even")
 #: bounds that keep one run within a few GB and minutes (the hash ring holds 160 points
 #: per worker; each task costs about 200 bytes while it runs)
 MAX_WORKERS = 100_000
@@ -75,6 +77,8 @@ class SimulationParams:
     tasks: int = 1_000_000
     #: arrival rate as a share of the fleet's capacity, 0 < utilisation < 1
     utilisation: float = 0.9
+    #: ``poisson`` (random gaps) or ``even`` (one task every 1 / rate seconds)
+    arrivals: str = "poisson"
     #: service time distribution: one of :data:`SERVICES`
     service: str = "exponential"
     #: mean service time (seconds)
@@ -164,10 +168,13 @@ def validate(p: SimulationParams) -> None:
     _check(
         0 < p.utilisation < 1, "utilisation", f"must be above 0 and below 1, got {p.utilisation}"
     )
+    _check(p.arrivals in ARRIVALS, "arrivals", f"must be one of {', '.join(ARRIVALS)}")
     _check(p.service in SERVICES, "service", f"must be one of {', '.join(SERVICES)}")
     for name in ("service_mean", "lognormal_sigma"):
         value = _number(getattr(p, name), name)
         _check(value > 0, name, f"must be positive, got {value}")
+    _validate_speeds(p)  # before anything that needs the arrival rate
+    _validate_mix(p.mix)
     for name in ("pause_rate", "pause_duration"):
         value = _number(getattr(p, name), name)
         _check(value >= 0, name, f"must not be negative, got {value}")
@@ -179,8 +186,6 @@ def validate(p: SimulationParams) -> None:
     _check(p.model in MODELS, "model", f"must be one of {', '.join(MODELS)}, got {p.model!r}")
     _validate_policies(p)
     _check(isinstance(p.seed, int) and p.seed >= 0, "seed", f"must be 0 or more, got {p.seed}")
-    _validate_speeds(p)
-    _validate_mix(p.mix)
     _validate_broker(p)
 
 

@@ -59,8 +59,10 @@ class Workload:
 
 def make_workload(p: SimulationParams) -> Workload:
     """Draw the arrivals, the service times and the pauses of ``p``."""
-    gaps = generator(p.seed, ARRIVALS).exponential(1 / p.arrival_rate, p.tasks)
-    arrival = np.cumsum(gaps)
+    if p.arrivals == "even":
+        arrival = np.arange(1, p.tasks + 1) / p.arrival_rate
+    else:
+        arrival = np.cumsum(generator(p.seed, ARRIVALS).exponential(1 / p.arrival_rate, p.tasks))
     return Workload(arrival, service_times(p), pause_schedule(p, float(arrival[-1])))
 
 

@@ -45,18 +45,28 @@ def draw_designs(comparison: DesignComparison, path: Path) -> Path:
     return path
 
 
-def draw_study(
-    comparisons: Sequence[DesignComparison], labels: Sequence[str], path: Path, heading: str
+def draw_grid(
+    grids: Sequence[tuple[int, Sequence[tuple[str, DesignComparison]]]], path: Path
 ) -> Path:
-    """p50 and p99 over plain Celery's, per design, one bar per scenario."""
+    """p50 and p99 over plain Celery's, per design, a bar per scenario; a column per fleet."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(13, 7.5), layout="constrained")
-    p50, p99 = figure.subplots(2, 1, sharex=True)
-    figure.suptitle(heading, fontsize=10)
-    _ratio_bars(p50, comparisons, labels, quantile="p50")
-    _ratio_bars(p99, comparisons, labels, quantile="p99")
-    p99.legend(fontsize=8, frameon=False, ncols=min(4, len(labels)), loc="upper left")
+    figure = Figure(figsize=(7 * len(grids), 8), layout="constrained")
+    axes = figure.subplots(2, len(grids), sharey="row", squeeze=False)
+    for column, (workers, done) in enumerate(grids):
+        labels = [label for label, _ in done]
+        comparisons = [c for _, c in done]
+        for row, quantile in enumerate(("p50", "p99")):
+            ax = axes[row][column]
+            _ratio_bars(ax, comparisons, labels, quantile=quantile)
+            ax.set_title(f"{quantile}, {workers:,} workers", fontsize=10)
+        axes[1][column].legend(fontsize=8, frameon=False, loc="upper left")
+    figure.suptitle(
+        "rfqueue simulate --model broker: latency (send to done) over plain Celery's shared "
+        f"queue; dashed: the goal, {GOAL:g}x. (a) one worker in three 5x slower; "
+        "(b) one task in ten 100 ms, the rest 5 ms",
+        fontsize=10,
+    )
     figure.savefig(path, dpi=110)
     return path
 

@@ -97,13 +97,14 @@ def _ratio_bars(
                 alpha=1.0 if q == "p99" or quantile else 0.5,
             )
             for bar, v in zip(bars, values, strict=True):
-                if v > CLIP:
-                    ax.annotate(f"{v:,.0f}", (bar.get_x(), CLIP), fontsize=6, rotation=90)
+                if v > CLIP:  # the bar is cut at CLIP: say how tall it is
+                    ax.annotate(f"{v / 1000:.0f}k", (bar.get_x(), CLIP * 1.05), fontsize=6)
             k += 1
     ax.axhline(GOAL, color="black", lw=1, ls="--")
     ax.axhline(1.0, color="black", lw=0.6)
     ax.set_yscale("log")
-    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=9)
+    shown_names = [tick_label(n, comparisons[0].params.spill_bound) for n in names]
+    ax.set_xticks(range(len(names)), shown_names, rotation=20, ha="right", fontsize=9)
     what = quantile or "p50 (light) and p99 (dark)"
     ax.set_ylabel(f"{what} latency / plain Celery's")
     ax.set_title(
@@ -112,6 +113,13 @@ def _ratio_bars(
     )
     if not quantile:
         ax.legend(fontsize=8, frameon=False)
+
+
+def tick_label(name: str, bound: int) -> str:
+    """A design's name on the axis: spill says its bound, shared that it is spill with B = 0."""
+    if name == "spill":
+        return f"spill B={bound}"
+    return "shared = spill B=0" if name == "shared" else name
 
 
 def _tail(ax: Axes, comparison: DesignComparison) -> None:

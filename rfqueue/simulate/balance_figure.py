@@ -60,10 +60,11 @@ def draw_grid(
             ax = axes[row][column]
             _ratio_bars(ax, comparisons, labels, quantile=quantile)
             ax.set_title(f"{quantile}, {workers:,} workers", fontsize=10)
-        axes[1][column].legend(fontsize=8, frameon=False, loc="upper left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
     figure.suptitle(
         "rfqueue simulate --model broker: latency (send to done) over plain Celery's shared "
-        f"queue; dashed: the goal, {GOAL:g}x. (a) one worker in three 5x slower; "
+        f"queue (dashed: the goal, {GOAL:g}x)\n(a) one worker in three 5x slower; "
         "(b) one task in ten 100 ms, the rest 5 ms",
         fontsize=10,
     )
@@ -98,8 +99,11 @@ def _ratio_bars(
             )
             for bar, v in zip(bars, values, strict=True):
                 if v > CLIP:  # the bar is cut at CLIP: say how tall it is
-                    ax.annotate(f"{v / 1000:.0f}k", (bar.get_x(), CLIP * 1.05), fontsize=6)
+                    ax.annotate(f"{v:,.0f}", (bar.get_x() + bar.get_width() / 2, CLIP * 1.1),
+                                fontsize=6, rotation=90, ha="center", va="bottom")  # fmt: skip
             k += 1
+    if max(r.p99_ratio for c in comparisons for r in c.results) > CLIP:
+        ax.set_ylim(top=CLIP * 12)  # room for the labels of the clipped bars
     ax.axhline(GOAL, color="black", lw=1, ls="--")
     ax.axhline(1.0, color="black", lw=0.6)
     ax.set_yscale("log")

@@ -13,7 +13,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from rfqueue.simulate.broker import BrokerRun, run_design
+from rfqueue.simulate.broker import run_design
+from rfqueue.simulate.broker_run import BrokerRun
 from rfqueue.simulate.params import SimulationParams
 from rfqueue.simulate.results import TAIL_SHARES, default_jobs
 from rfqueue.simulate.workload import make_workload

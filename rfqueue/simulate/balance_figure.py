@@ -52,7 +52,7 @@ def draw_grid(
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7 * len(grids), 8), layout="constrained")
-    axes = figure.subplots(2, len(grids), sharey="row", squeeze=False)
+    axes = figure.subplots(2, len(grids), squeeze=False)
     for column, (workers, done) in enumerate(grids):
         labels = [label for label, _ in done]
         comparisons = [c for _, c in done]
@@ -102,8 +102,11 @@ def _ratio_bars(
                     ax.annotate(f"{v:,.0f}", (bar.get_x() + bar.get_width() / 2, CLIP * 1.1),
                                 fontsize=6, rotation=90, ha="center", va="bottom")  # fmt: skip
             k += 1
-    if max(r.p99_ratio for c in comparisons for r in c.results) > CLIP:
-        ax.set_ylim(top=CLIP * 12)  # room for the labels of the clipped bars
+    highest = max(getattr(r, f"{q}_ratio") for c in comparisons for r in c.results for q in
+                  ((quantile,) if quantile else ("p50", "p99")))  # fmt: skip
+    lowest = min(1.0, *(r.p50_ratio for c in comparisons for r in c.results))
+    # room under 1 for the baseline's bars, and above CLIP for the labels of clipped bars
+    ax.set_ylim(lowest * 0.7, CLIP * 12 if highest > CLIP else highest * 1.5)
     ax.axhline(GOAL, color="black", lw=1, ls="--")
     ax.axhline(1.0, color="black", lw=0.6)
     ax.set_yscale("log")

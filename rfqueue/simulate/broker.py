@@ -25,26 +25,22 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from rfqueue.simulate.broker_run import BrokerRun, routed_at
 from rfqueue.simulate.candidates import (
     ANNOUNCEMENTS,
-    CANDIDATES,
     COMPLETIONS,
     DEPTHS,
     RATES,
     SHARED,
     Candidate,
 )
+from rfqueue.simulate.designs import CANDIDATES
 from rfqueue.simulate.knowledge import Fleet
 from rfqueue.simulate.params import SimulationParams
 from rfqueue.simulate.workload import (
-    FloatArray,
-    IntArray,
-    Pauses,
     Workload,
     generator,
     make_workload,
@@ -58,36 +54,6 @@ COMPLETE, SAMPLE, HEARTBEAT, IDLE, BUSY, FEEDBACK, PAUSE, RESUME = range(8)
 SERVICE_EWMA_WEIGHT = 0.2
 #: the random stream of sampling phases and announcement targets
 PHASES = 50
-
-
-@dataclass(frozen=True)
-class BrokerRun:
-    """What happened to every task under one design."""
-
-    policy: str
-    arrival: FloatArray
-    start: FloatArray
-    finish: FloatArray
-    worker: IntArray
-    routed_at: FloatArray
-    #: 1 where the task's last routing sent it to the shared queue
-    shared: npt.NDArray[np.bool_]
-    pauses: Pauses
-    #: tasks the rescue moved; pub/sub messages the feeds cost (each delivery counted)
-    moved: int
-    messages: int
-    #: the longest any dedicated queue and the shared queue got
-    max_dedicated: int
-    max_shared: int
-    seconds: float
-
-    @property
-    def latency(self) -> FloatArray:
-        return self.finish - self.arrival
-
-    @property
-    def wait(self) -> FloatArray:
-        return self.start - self.arrival
 
 
 class BrokerSimulation:
@@ -304,20 +270,15 @@ class BrokerSimulation:
         self.moved += len(waiting)
 
     def _result(self, seconds: float) -> BrokerRun:
-        w = self.workload
-        routed_at = w.arrival.copy()
-        if self.routed_at:
-            moved = np.fromiter(self.routed_at, dtype=np.int64, count=len(self.routed_at))
-            routed_at[moved] = np.fromiter(self.routed_at.values(), dtype=np.float64)
         return BrokerRun(
             policy=self.policy,
-            arrival=w.arrival,
+            arrival=self.workload.arrival,
             start=np.asarray(self.start),
             finish=np.asarray(self.finish),
             worker=np.asarray(self.worker, dtype=np.int64),
-            routed_at=routed_at,
+            routed_at=routed_at(self.workload.arrival, self.routed_at),
             shared=np.frombuffer(bytes(self.to_shared), dtype=np.uint8).astype(bool),
-            pauses=w.pauses,
+            pauses=self.workload.pauses,
             moved=self.moved,
             messages=self.messages,
             max_dedicated=self.max_dedicated,

@@ -53,6 +53,15 @@ COST_TASKS = 300_000
 TASKS = {3: 200_000, 100: 1_000_000, 10_000: 3_000_000}
 #: every run's tasks times this (``--scale``: a quick look, or a test)
 SCALE = {"tasks": 1.0}
+#: the first lines of the tables' file
+HEADER = """# Balancing: every run of the study
+
+Written by `python -m rfqueue.simulate.study` (rfqueue/simulate/study.py); the findings
+are in [balancing.md](balancing.md). Latencies run from send to done; `p50 x` and
+`p99 x` are over plain Celery's (`shared`) in the same run; `via shared` is the share
+of tasks whose last routing sent them to the pool's shared queue; `max load/fair` the
+busiest worker's tasks over its speed's share; `msgs/task` the pub/sub messages the
+design's feeds cost; `moved` the tasks the rescue routed again."""
 #: the parts of the study, in the order they run
 PARTS = ("grid", "large", "pauses", "even", "cost", "sweeps")
 
@@ -201,7 +210,7 @@ def main(
             more, grids = part(name, jobs)
             sections += more
             figure += grids
-            out.write_text("\n\n".join(sections) + "\n")  # a stopped study keeps its tables
+            out.write_text("\n\n".join([HEADER, *sections]) + "\n")  # kept if stopped
             click.echo(f"{name}: done", err=True)
     if png is not None and figure:
         from rfqueue.simulate.balance_figure import draw_grid

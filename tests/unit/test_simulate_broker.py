@@ -15,7 +15,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from rfqueue.simulate.broker import BrokerRun, BrokerSimulation, run_design
+from rfqueue.simulate.broker import BrokerSimulation, run_design
+from rfqueue.simulate.broker_run import BrokerRun
 from rfqueue.simulate.engine import run_policy
 from rfqueue.simulate.params import BROKER_POLICIES, SimulationParams
 from rfqueue.simulate.workload import make_workload

@@ -7,17 +7,15 @@ import math
 import pytest
 
 from rfqueue.simulate.candidates import (
-    CANDIDATES,
-    EWMA_DECAY,
     SHARED,
     JoinIdleQueue,
     LeastLoaded,
-    LeastOutstanding,
-    PeakEwma,
     RoundRobin,
     ShortestExpectedDelay,
     Spill,
 )
+from rfqueue.simulate.completions import EWMA_DECAY, LeastOutstanding, PeakEwma
+from rfqueue.simulate.designs import CANDIDATES
 from rfqueue.simulate.knowledge import DepthEstimate, Fleet, IdleList, LowestKey
 from rfqueue.simulate.params import BROKER_POLICIES, SimulationParams
 

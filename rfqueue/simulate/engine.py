@@ -1,6 +1,7 @@
 """The event loop: route every task of a workload with one policy, under pauses.
 
-Each worker serves its own FIFO queue, one task at a time. Because a queue is FIFO
+Each worker serves its own FIFO queue, one task at a time, at its own speed (a task
+of length x takes x / speed). Because a queue is FIFO
 and the pauses are known in advance, a task's start is fixed the moment it is placed
 (Lindley's recursion): the later of its arrival and the end of the task before it,
 pushed to the end of a pause if it falls inside one. So the loop visits only the
@@ -44,6 +45,7 @@ class Run:
 
     policy: str
     arrival: FloatArray
+    #: how long each task ran, on the worker that ran it
     service: FloatArray
     #: when each task started, on which worker, and when it was last routed
     start: FloatArray
@@ -80,6 +82,8 @@ class Simulation:
         )
         self.windows = _windows(workload.pauses, n)
         self.service = workload.service.tolist()
+        self.speed = [p.speed(w) for w in range(n)]
+        self.ran_for = list(self.service)  # each task's length over its worker's speed
         self.start = [0.0] * p.tasks
         self.worker = [0] * p.tasks
         self.routed_at: dict[int, float] = {}  # tasks the rescue routed again, and when
@@ -103,7 +107,8 @@ class Simulation:
             k = bisect_right(starts, begin) - 1
             if k >= 0 and begin < ends[k]:
                 begin = ends[k]  # paused when it would start: it waits for the resume
-        finish = begin + self.service[task]
+        service = self.ran_for[task] = self.service[task] / self.speed[worker]
+        finish = begin + service
         self.free[worker] = finish
         self.start[task], self.worker[task] = begin, worker
         queue = self.queues[worker]
@@ -174,7 +179,7 @@ class Simulation:
         return Run(
             policy=self.policy,
             arrival=w.arrival,
-            service=w.service,
+            service=np.asarray(self.ran_for),
             start=np.asarray(self.start),
             worker=np.asarray(self.worker, dtype=np.int64),
             routed_at=routed_at,

@@ -44,6 +44,12 @@ def title(comparison: Comparison) -> str:
     service = f"{p.service} service, mean {p.service_mean:g} s"
     if p.service == "lognormal":
         service += f", sigma {p.lognormal_sigma:g}"
+    if p.mix:
+        service = "tasks " + " + ".join(f"{share:.0%} {length:g} s" for share, length in p.mix)
+    if p.speeds != (1.0,):
+        service += f", speeds {','.join(f'{s:g}' for s in p.speeds)}"
+    if p.arrivals != "poisson":
+        service += f", {p.arrivals} arrivals"
     pauses = (
         f"pauses {p.pause_rate:g}/s per worker x {p.pause_duration:g} s"
         if p.pause_rate and p.pause_duration

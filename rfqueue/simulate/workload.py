@@ -15,13 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from rfqueue.simulate.params import POLICIES, SimulationParams
+from rfqueue.simulate.params import BROKER_POLICIES, POLICIES, SimulationParams
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 #: stream numbers mixed into the seed; each policy's own choices use 100 + its index
-ARRIVALS, SERVICE, PAUSES, KEYS, RING = range(5)
+ARRIVALS, SERVICE, PAUSES, KEYS, RING, ROUTERS = range(6)
+#: every policy name of either model, in the order that numbers their streams
+_NAMES = POLICIES + tuple(name for name in BROKER_POLICIES if name not in POLICIES)
 
 
 def generator(seed: int, stream: int) -> np.random.Generator:
@@ -31,7 +33,7 @@ def generator(seed: int, stream: int) -> np.random.Generator:
 
 def policy_seed(seed: int, policy: str) -> int:
     """A seed for a policy's own random choices (random, p2c), distinct per policy."""
-    return int(generator(seed, 100 + POLICIES.index(policy)).integers(2**63))
+    return int(generator(seed, 100 + _NAMES.index(policy)).integers(2**63))
 
 
 @dataclass(frozen=True)
@@ -57,20 +59,34 @@ class Workload:
 
 def make_workload(p: SimulationParams) -> Workload:
     """Draw the arrivals, the service times and the pauses of ``p``."""
-    gaps = generator(p.seed, ARRIVALS).exponential(1 / p.arrival_rate, p.tasks)
-    arrival = np.cumsum(gaps)
+    if p.arrivals == "even":
+        arrival = np.arange(1, p.tasks + 1) / p.arrival_rate
+    else:
+        arrival = np.cumsum(generator(p.seed, ARRIVALS).exponential(1 / p.arrival_rate, p.tasks))
     return Workload(arrival, service_times(p), pause_schedule(p, float(arrival[-1])))
 
 
 def service_times(p: SimulationParams) -> FloatArray:
-    """One service time per task, with mean ``p.service_mean``."""
+    """One length per task (its service time at speed 1), with mean ``p.task_mean``."""
     rng = generator(p.seed, SERVICE)
+    if p.mix:
+        shares, lengths = zip(*p.mix, strict=True)
+        return np.asarray(lengths, dtype=np.float64)[
+            rng.choice(len(lengths), size=p.tasks, p=np.asarray(shares) / sum(shares))
+        ]
     if p.service == "constant":
         return np.full(p.tasks, p.service_mean)
     if p.service == "lognormal":
         sigma = p.lognormal_sigma
         return rng.lognormal(math.log(p.service_mean) - sigma * sigma / 2, sigma, p.tasks)
     return rng.exponential(p.service_mean, p.tasks)
+
+
+def task_routers(p: SimulationParams) -> list[int]:
+    """Which router (producer) sends each task: uniformly at random, one stream for all."""
+    if p.routers == 1:
+        return [0] * p.tasks
+    return generator(p.seed, ROUTERS).integers(0, p.routers, size=p.tasks).tolist()  # type: ignore[no-any-return]
 
 
 def pause_schedule(p: SimulationParams, horizon: float) -> Pauses:

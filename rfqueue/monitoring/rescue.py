@@ -54,11 +54,12 @@ def _counters(fields: Mapping[str, str]) -> Iterator[Metric]:
 
 def _histogram(fields: Mapping[str, str]) -> Metric:
     from prometheus_client.core import HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
 
     cumulative, buckets = 0.0, []
     for bound in (*RESCUE_LATENCY_BUCKETS, float("inf")):
         cumulative += float(fields.get(bucket_field(bound), 0))
-        buckets.append((bucket_field(bound), cumulative))
+        buckets.append((floatToGoString(bound), cumulative))  # le="0.5", "30.0", "+Inf"
     return HistogramMetricFamily(
         "rfqueue_rescue_latency_seconds",
         "Seconds from a worker leaving up until its queue was found empty, once per leave",

@@ -80,6 +80,7 @@ class TableCollector:
         self._actions: Counter[tuple[str, str]] = Counter()
         self._drains: Counter[str] = Counter()
         self._ejections: Counter[str] = Counter()
+        self._worker_downs: Counter[str] = Counter()
         self._warn = RateLimitedWarning(logger)
 
     def collect(self) -> Iterator[Metric]:
@@ -181,10 +182,14 @@ class TableCollector:
                        {**dict.fromkeys(reasons, 0), **self._drains})  # fmt: skip
         yield _counter("rfqueue_ejections", "Workers paused as outliers (ejected)", "worker",
                        {**dict.fromkeys(workers, 0), **self._ejections})  # fmt: skip
+        yield _counter("rfqueue_worker_downs", "Times each worker was marked down", "worker",
+                       {**dict.fromkeys(workers, 0), **self._worker_downs})  # fmt: skip
 
     def _count(self, event: Event) -> None:
         if event.action in COUNTED_ACTIONS:
             self._actions[(event.action, event.reason or "")] += 1
+        if event.action == "down":
+            self._worker_downs[event.worker] += 1
         if event.action == "pause" and event.reason == OUTLIER:
             self._ejections[event.worker] += 1
         if event.state == DRAINING:

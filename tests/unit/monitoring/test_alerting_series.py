@@ -236,3 +236,16 @@ def test_router_snapshot_ages_and_gone_routers_dropped(fleet, client):
     assert samples[("rfqueue_routers", ())] == 2
     # The gone router's field and the malformed one are dropped from Redis
     assert set(client.hgetall(KEYS.routers)) == {"h:1", "h:2"}
+
+
+def test_downs_are_counted_per_worker_for_flapping(fleet, client, clock):
+    collector = TableCollector(settings(), fleet)
+    scrape(collector)
+    # When w1 goes down twice (back up by a beat in between) and w2 once
+    fleet.mark_down(W1, Reason.HEARTBEAT)
+    fleet.heartbeat(W1, q(W1))
+    fleet.mark_down(W1, Reason.HEARTBEAT)
+    fleet.mark_down(W2, Reason.SHUTDOWN)
+    _, samples = scrape(collector)
+    downs = series(samples, "rfqueue_worker_downs_total")
+    assert downs == {(("worker", W1),): 2, (("worker", W2),): 1, (("worker", W3),): 0}

@@ -149,18 +149,19 @@ class TableCollector:
         """What the alert rules and the dashboard need besides the series above."""
         from prometheus_client.core import GaugeMetricFamily
 
+        queues = [e.queue for e in entries.values()]
         oldest = GaugeMetricFamily(
             "rfqueue_queue_oldest_task_age_seconds",
             "Seconds the next task of a worker's queue has been seen waiting (0: empty)",
             labels=["queue", "worker"],
         )
-        ages = self.oldest.ages([e.queue for e in entries.values()])
+        ages = self.oldest.ages(queues)
         for name in sorted(entries):
             oldest.add_metric([entries[name].queue, name], ages.get(entries[name].queue, 0.0))
         yield oldest
         yield from pool_families(entries, now)
         yield from budget_families(self.settings, entries, now)
-        yield from rescue_families(self.table.client, self.table.keys)
+        yield from rescue_families(self.table.client, self.table.keys, queues)
         yield from router_families(self.table.client, self.table.keys)
 
     def _event_counters(self, workers: list[str]) -> Iterator[Metric]:

@@ -12,7 +12,7 @@ The hashes' format is in rfqueue.keys; rfqueue.worker.rescue_stats writes them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rfqueue.keys import RESCUE_LATENCY_BUCKETS, Keys, bucket_field
@@ -28,20 +28,22 @@ COUNTERS = {
 }
 
 
-def rescue_families(client: Any, keys: Keys) -> Iterator[Metric]:
-    """Both hashes in one round trip."""
+def rescue_families(client: Any, keys: Keys, queues: Iterable[str] = ()) -> Iterator[Metric]:
+    """Both hashes in one round trip; every one of ``queues`` (the registered workers')
+    from zero, so that rate() and increase() see a queue's first rescue."""
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.rescued)
     pipe.hgetall(keys.rescue_latency)
     rescued, latency = pipe.execute()
-    yield from _counters(rescued)
+    yield from _counters(rescued, queues)
     yield _histogram(latency)
 
 
-def _counters(fields: Mapping[str, str]) -> Iterator[Metric]:
+def _counters(fields: Mapping[str, str], queues: Iterable[str]) -> Iterator[Metric]:
     from prometheus_client.core import CounterMetricFamily
 
-    by_kind: dict[str, dict[str, float]] = defaultdict(dict)
+    zeros = dict.fromkeys(queues, 0.0)
+    by_kind: dict[str, dict[str, float]] = defaultdict(lambda: dict(zeros))
     for field, raw in fields.items():
         kind, _, queue = str(field).partition(":")
         by_kind[kind][queue] = float(raw)
@@ -54,12 +56,12 @@ def _counters(fields: Mapping[str, str]) -> Iterator[Metric]:
 
 def _histogram(fields: Mapping[str, str]) -> Metric:
     from prometheus_client.core import HistogramMetricFamily
-    from prometheus_client.utils import floatToGoString
 
     cumulative, buckets = 0.0, []
     for bound in (*RESCUE_LATENCY_BUCKETS, float("inf")):
         cumulative += float(fields.get(bucket_field(bound), 0))
-        buckets.append((floatToGoString(bound), cumulative))  # le="0.5", "30.0", "+Inf"
+        # le as Prometheus's own clients write it: "0.5", "30.0", "+Inf"
+        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
     return HistogramMetricFamily(
         "rfqueue_rescue_latency_seconds",
         "Seconds from a worker leaving up until its queue was found empty, once per leave",

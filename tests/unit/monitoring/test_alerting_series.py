@@ -207,10 +207,12 @@ def test_rescue_counts_and_the_latency_histogram(fleet, client):
     assert samples[("rfqueue_rescue_latency_seconds_sum", ())] == pytest.approx(42.6)
 
 
-def test_no_rescue_yet_is_an_empty_histogram(fleet, client):
+def test_before_any_rescue_every_queue_counts_from_zero(fleet, client):
     _, samples = scrape(TableCollector(settings(), fleet))
     assert samples[("rfqueue_rescue_latency_seconds_count", ())] == 0
-    assert series(samples, "rfqueue_tasks_rescued_from_total") == {}
+    for name in ("from", "to"):
+        zeros = series(samples, f"rfqueue_tasks_rescued_{name}_total")
+        assert zeros == {(("queue", q(w)),): 0 for w in (W1, W2, W3)}
 
 
 # -- routers --------------------------------------------------------------------------------

@@ -143,9 +143,11 @@ class TableCollector:
         yield from (depth, states, per_worker, routed)
         yield from self._event_counters(sorted(entries))
         yield _gauge("rfqueue_table_version", "Changes made to the failure table", version)
-        yield from self._alerting_families(entries, now)
+        yield from self._alerting_families(entries, depths, now)
 
-    def _alerting_families(self, entries: dict[str, Entry], now: float) -> Iterator[Metric]:
+    def _alerting_families(
+        self, entries: dict[str, Entry], depths: dict[str, int], now: float
+    ) -> Iterator[Metric]:
         """What the alert rules and the dashboard need besides the series above."""
         from prometheus_client.core import GaugeMetricFamily
 
@@ -155,7 +157,8 @@ class TableCollector:
             "Seconds the next task of a worker's queue has been seen waiting (0: empty)",
             labels=["queue", "worker"],
         )
-        ages = self.oldest.ages(queues)
+        # Heads only of queues with tasks: a healthy fleet's scrape reads few.
+        ages = self.oldest.ages([queue for queue in queues if depths.get(queue)])
         for name in sorted(entries):
             oldest.add_metric([entries[name].queue, name], ages.get(entries[name].queue, 0.0))
         yield oldest

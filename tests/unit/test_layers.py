@@ -54,7 +54,7 @@ ALLOWED = {
     "app": _LIBRARY | {"app"},
     "simulate": {"foundation", "routing", "simulate"},
     "demo": _LIBRARY | {"app", "monitoring", "demo"},
-    "bench": _LIBRARY | {"app", "demo", "bench"},
+    "bench": _LIBRARY | {"app", "monitoring", "demo", "bench"},
     "cli": _LIBRARY | {"app", "monitoring", "demo", "bench", "simulate", "cli"},
 }
 

@@ -81,6 +81,8 @@ class TableCollector:
         self._drains: Counter[str] = Counter()
         self._ejections: Counter[str] = Counter()
         self._worker_downs: Counter[str] = Counter()
+        #: each worker's state after the last event counted
+        self._states: dict[str, str] = {}
         self._warn = RateLimitedWarning(logger)
 
     def collect(self) -> Iterator[Metric]:
@@ -172,7 +174,7 @@ class TableCollector:
         newest = max((e.version for e in events), default=0)
         if newest < self._seen_version:  # the table was reset: its versions start again
             self._seen_version = 0
-        for event in events:
+        for event in sorted(events, key=lambda e: e.version):  # oldest first: transitions
             if event.version > self._seen_version:
                 self._count(event)
         self._seen_version = max(self._seen_version, newest)
@@ -196,8 +198,10 @@ class TableCollector:
             self._worker_downs[event.worker] += 1
         if event.action == "pause" and event.reason == OUTLIER:
             self._ejections[event.worker] += 1
-        if event.state == DRAINING:
+        # A drain is entering the state: a later event that leaves it draining is not one.
+        if event.state == DRAINING and self._states.get(event.worker) != DRAINING:
             self._drains[event.reason or ""] += 1
+        self._states[event.worker] = event.state or ""
 
 
 def _counter(name: str, documentation: str, label: str, values: dict[str, float]) -> Metric:

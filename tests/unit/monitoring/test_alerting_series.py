@@ -127,6 +127,8 @@ def test_ejections_and_drains_are_counted_from_the_event_log(fleet, client):
     push_event(client, fleet, worker=W2, action="pause", reason="outlier", state="paused")
     push_event(client, fleet, worker=W3, action="drain", reason="shutdown", state="draining")
     _, samples = scrape(collector)
+    # And w3 logs another event while draining (its pools changed, say): not a new drain
+    push_event(client, fleet, worker=W3, action="serve", reason=None, state="draining")
     _, samples = scrape(collector)
 
     # Then each is counted once

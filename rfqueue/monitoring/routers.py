@@ -12,10 +12,13 @@ exporter's; keep hosts in NTP sync.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+import redis
 
 from rfqueue.keys import ROUTER_GONE_AFTER as GONE_AFTER
 from rfqueue.keys import Keys
@@ -47,7 +50,9 @@ def router_families(client: Any, keys: Keys, now: float | None = None) -> Iterat
         age.add_metric([str(router)], max(0.0, now - record["read"]))
         interval.add_metric([str(router)], record["interval"])
     if gone:
-        client.hdel(keys.routers, *gone)
+        # Best effort: a scrape must not fail for want of a tidy-up (a read-only replica).
+        with contextlib.suppress(redis.RedisError):
+            client.hdel(keys.routers, *gone)
     yield age
     yield interval
     yield GaugeMetricFamily(

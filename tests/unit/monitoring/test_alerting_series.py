@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from rfqueue.brokers.redis_layout import queue_lists
+from rfqueue.brokers.redis import RedisBroker
+from rfqueue.brokers.redis_layout import BrokerLayout, queue_lists
 from rfqueue.keys import Keys
 from rfqueue.monitoring.fleet import pool_families
-from rfqueue.monitoring.metrics import TableCollector
+from rfqueue.monitoring.metrics import TableCollector, broker_readers
 from rfqueue.monitoring.oldest import OldestTasks
 from rfqueue.monitoring.routers import GONE_AFTER
 from rfqueue.settings import Settings
@@ -183,6 +184,24 @@ def test_a_head_is_known_by_its_delivery_tag_and_every_priority_list_counts(clie
     heads["q"] = ["not json", None, None, None]
     assert oldest.ages(["q"]) == {"q": 0}
     assert len(lists) == 4
+
+
+def test_a_redis_broker_with_a_key_prefix_gives_its_own_heads(fleet, client):
+    # Given a broker whose kombu transport prefixes its keys, a task waiting in w2's queue
+    broker = RedisBroker(client, BrokerLayout(prefix="app:"))
+    fleet.pause(W2, 60, Reason.MANUAL)
+    client.lpush(f"app:{q(W2)}", message("a"))
+    depths, heads = broker_readers(broker)
+    collector = TableCollector(settings(), fleet, depths=depths, heads=heads)
+    clock = FakeClock(0.0)
+    collector.oldest.clock = clock
+    key = ("rfqueue_queue_oldest_task_age_seconds", (("queue", q(W2)), ("worker", W2)))
+    scrape(collector)
+    clock.advance(3)
+    _, samples = scrape(collector)
+    # Then its depth and its head's age are read where kombu keeps them
+    assert samples[("rfqueue_queue_depth", (("queue", q(W2)), ("worker", W2)))] == 1
+    assert samples[key] == 3
 
 
 # -- rescues -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/rfqueue bench --doc docs/benchmarks.md
 
 lint: $(STAMP)
-	$(BIN)/ruff check rfqueue workers tests benchmarks
+	$(BIN)/ruff check rfqueue workers tests benchmarks deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

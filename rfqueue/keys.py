@@ -17,6 +17,18 @@ key                            type    content
 ``{ns}:chaos:ticks``           string  counter of chaos ticks, mixed into the seed
 ``{ns}:routed``                hash    queue -> tasks routed to it, flushed by routers in batches
 ``{ns}:rescue:lock:<queue>``   string  held by the one process moving ``queue``'s stranded tasks
+``{ns}:rescued``               hash    ``from:<queue>`` / ``to:<queue>`` -> tasks the rescuers moved
+                                       out of / into a queue; ``restored:<queue>`` -> a dead
+                                       worker's unacknowledged tasks put back into it
+``{ns}:rescue:latency``        hash    the rescue latency histogram: bucket bound (``0.5``,
+                                       ``+Inf``) -> observations in that bucket alone, ``count``,
+                                       ``sum`` (seconds from a worker leaving ``up`` until its
+                                       queue was found empty)
+``{ns}:rescue:episodes``       hash    nodename -> the entry version whose latency is recorded
+                                       (each leave of ``up`` is observed once, by one rescuer)
+``{ns}:routers``               hash    router id (``host:pid``) -> JSON ``read`` (its snapshot's
+                                       last full read), ``interval``, ``reported``; stale fields
+                                       are dropped by the exporter, the key expires when idle
 ``{ns}:ledger``                list    the demo's audit: one JSON line per task execution
                                        (``workers.tasks.record``); ``:submitted`` its count
 ``{ns}:bench:<name>``          list    ``rfqueue bench`` scratch (task latencies), deleted after
@@ -37,6 +49,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_NAMESPACE = "rfqueue"
+
+#: upper bounds (seconds) of the buckets of ``{ns}:rescue:latency``, then ``+Inf``; the
+#: rescuers write them and the exporter reads them, so they are part of the key's format
+RESCUE_LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: seconds after which a router that stopped reporting in ``{ns}:routers`` is taken as gone
+ROUTER_GONE_AFTER = 600.0
+
+
+def bucket_field(bound: float) -> str:
+    """The ``{ns}:rescue:latency`` field of a bucket: ``0.5``, ``1``, ``300``, ``+Inf``."""
+    return "+Inf" if bound == float("inf") else f"{bound:g}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,22 @@ class Keys:
 
     def rescue_lock(self, queue: str) -> str:
         return f"{self._tag}:rescue:lock:{queue}"
+
+    @property
+    def rescued(self) -> str:
+        return f"{self._tag}:rescued"
+
+    @property
+    def rescue_latency(self) -> str:
+        return f"{self._tag}:rescue:latency"
+
+    @property
+    def rescue_episodes(self) -> str:
+        return f"{self._tag}:rescue:episodes"
+
+    @property
+    def routers(self) -> str:
+        return f"{self._tag}:routers"
 
     @property
     def ledger(self) -> str:

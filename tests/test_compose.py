@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "workers" / "Dockerfile"
 COMMANDS = (WORKER_COMMAND, BEAT_COMMAND, FLOWER_COMMAND, PRODUCER_COMMAND, METRICS_COMMAND)
-REQUIRED = {"redis", "worker1", "worker2", "worker3", "beat", "flower", "producer", "metrics"}
+REQUIRED = {"redis", "worker1", "worker2", "worker3", "beat", "flower", "producer", "metrics",
+            "prometheus", "grafana"}  # fmt: skip
+#: services that run someone else's image, not the reference app
+INFRASTRUCTURE = {"redis", "prometheus", "grafana"}
 #: ``${VAR:-default}`` (or ``${VAR}``): a value the operator can override
 VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-(?P<default>[^}]*))?\}")
 URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^:@/\s]*:(?P<password>\$\{[^}]*\}|[^@/\s]+)@")
@@ -195,7 +198,7 @@ def test_workers_get_time_for_a_warm_shutdown(services: dict[str, Any]) -> None:
 
 def test_every_app_service_runs_a_readme_command(services: dict[str, Any]) -> None:
     for name, service in services.items():
-        if name == "redis":
+        if name in INFRASTRUCTURE:
             continue
         words = argv(service)
         assert any(tuple(words[: len(c)]) == c for c in COMMANDS), f"{name}: {words}"
@@ -246,7 +249,7 @@ def test_no_plaintext_passwords(compose: dict[str, Any]) -> None:
 def test_app_services_share_broker_and_table_and_wait_for_redis(services: dict[str, Any]) -> None:
     brokers = set()
     for name, service in services.items():
-        if name == "redis":
+        if name in INFRASTRUCTURE:
             continue
         env = environment(service)
         assert env.get("CELERY_BROKER_URL"), f"{name}: no CELERY_BROKER_URL"
@@ -265,7 +268,7 @@ def test_app_services_share_broker_and_table_and_wait_for_redis(services: dict[s
 
 def test_every_app_service_has_valid_rfqueue_settings(services: dict[str, Any]) -> None:
     for name, service in services.items():
-        if name == "redis":
+        if name in INFRASTRUCTURE:
             continue
         env = {k: interpolate(v) for k, v in environment(service).items()}
         Settings.load({}, environ=env)  # raises SettingsError naming a bad setting
@@ -286,6 +289,67 @@ def test_beat_enables_chaos_and_workers_agree(services: dict[str, Any]) -> None:
     for name in services_running(services, WORKER_COMMAND):
         worker = settings(name).replace(chaos_enabled=True)
         assert worker == beat, f"{name}'s chaos settings differ from beat's"
+
+
+# -- Prometheus and Grafana -----------------------------------------------------------------
+
+
+def mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """``{container path: host path}`` of a service's bind mounts (``./host:/container:ro``)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        host, container = str(volume).split(":")[:2]
+        if host.startswith("."):
+            found[container] = ROOT / host
+    return found
+
+
+def published_on_loopback(service: dict[str, Any], port: int) -> bool:
+    return f"127.0.0.1:{port}:{port}" in [str(p) for p in service.get("ports", [])]
+
+
+def test_prometheus_mounts_its_config_and_the_rules_and_scrapes_the_exporter(
+    services: dict[str, Any],
+) -> None:
+    prometheus = services["prometheus"]
+    words = argv(prometheus)
+    config_path = next(w.split("=", 1)[1] for w in words if w.startswith("--config.file="))
+    folder, _, name = config_path.rpartition("/")
+    host = mounts(prometheus)[folder]
+    config = yaml.safe_load((host / name).read_text())
+    # rule_files are relative to the config's folder, mounted whole
+    rules = [host / f for f in config["rule_files"]]
+    assert [r.name for r in rules] == ["rules.yml"] and all(r.is_file() for r in rules)
+    assert yaml.safe_load(rules[0].read_text())["groups"][0]["rules"]
+    # the job the rules name, scraping the metrics service on the port it listens on
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "rfqueue"]
+    port = metrics.make_context("metrics", argv(services["metrics"])[2:]).params["port"]
+    assert job["static_configs"][0]["targets"] == [f"metrics:{port}"]
+    assert published_on_loopback(prometheus, 9090)
+
+
+def test_grafana_provisions_the_prometheus_source_and_the_dashboard(
+    services: dict[str, Any],
+) -> None:
+    grafana = services["grafana"]
+    paths = mounts(grafana)
+    provisioning = paths["/etc/grafana/provisioning"]
+    [source] = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090"
+    [provider] = yaml.safe_load((provisioning / "dashboards/rfqueue.yml").read_text())["providers"]
+    dashboards = paths[provider["options"]["path"]]
+    dashboard = json.loads((dashboards / "rfqueue.json").read_text())
+    # every panel and annotation queries the provisioned source, by its uid
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    uids |= {a["datasource"]["uid"] for a in dashboard["annotations"]["list"] if "expr" in a}
+    assert uids == {source["uid"]}
+    # the admin password comes from the environment
+    env = environment(grafana)
+    assert is_variable(env["GF_SECURITY_ADMIN_PASSWORD"])
+    assert "GRAFANA_ADMIN_PASSWORD" in env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert published_on_loopback(grafana, 3000)
 
 
 # -- the checkers above can fail ---------------------------------------------------------

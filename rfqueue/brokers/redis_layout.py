@@ -50,6 +50,21 @@ def queue_depths(
     return {queue: sum(int(next(lengths)) for _ in names) for queue, names in keys.items()}
 
 
+def queue_heads(
+    client: Any, queues: Iterable[str], lists: Callable[[str], list[str]] | None = None
+) -> dict[str, list[str | None]]:
+    """The next message of each of a queue's lists (the consuming end: kombu BRPOPs from
+    the right), ``None`` for an empty list, in one pipelined round trip."""
+    lists_of = lists or queue_lists
+    keys = {queue: lists_of(queue) for queue in queues}
+    pipe = client.pipeline(transaction=False)
+    for names in keys.values():
+        for key in names:
+            pipe.lindex(key, -1)
+    heads = iter(pipe.execute())
+    return {queue: [next(heads) for _ in names] for queue, names in keys.items()}
+
+
 def redis_depth_reader(client: Any, steps: Sequence[int] = PRIORITY_STEPS) -> DepthReader:
     """:func:`queue_depths` over ``client``, as a :class:`DepthSampler` reads them."""
     return lambda queues: queue_depths(client, queues, steps)

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rfqueue.bench.cli import bench
-from rfqueue.brokers import DepthReader, broker_for
+from rfqueue.brokers import Broker, DepthReader, broker_for
 from rfqueue.brokers.base import depths_or_none
 from rfqueue.brokers.redis_layout import redis_depth_reader
 from rfqueue.chaos import ChaosJob, ChaosRefused
@@ -72,11 +72,15 @@ class Context:
                 app.conf.broker_transport_options["master_name"] = self.settings.sentinel_master
         return RemoteControl(app)
 
-    def broker_depths(self) -> DepthReader | None:
-        """Queue depths from the app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
+    def broker(self) -> Broker | None:
+        """The app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
         url = os.environ.get("CELERY_BROKER_URL")
         conf = self.app.conf if self.app is not None else {"broker_url": url}
-        broker = broker_for(conf, self.settings.socket_timeout)
+        return broker_for(conf, self.settings.socket_timeout)
+
+    def broker_depths(self) -> DepthReader | None:
+        """Queue depths from the app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
+        broker = self.broker()
         return broker.depths if broker is not None else None
 
 

@@ -3,7 +3,10 @@
 A custom collector computes everything on each scrape from Redis: the true depth of
 every registered worker's queue (paused ones included: Flower lists only consumed
 queues), workers by state, pauses and resumes by reason, tasks routed per queue and
-the age of this process's copy of the failure table. Pauses and resumes are counted
+the age of this process's copy of the failure table; and for alerting (see
+deploy/prometheus/rules.yml) the rescuers' work (rescue.py), each router's snapshot
+age (routers.py), the age of each queue's oldest waiting task (oldest.py), workers per
+pool and the chaos budget (fleet.py). Pauses and resumes are counted
 from the table's capped event log as this exporter sees it: each event once, by its
 version, so the counters only grow (from zero when the exporter starts; a Prometheus
 counter reset). The Redis URL appears only with its password masked.
@@ -21,19 +24,24 @@ from typing import TYPE_CHECKING, Any
 import click
 import redis
 
-from rfqueue.brokers.redis_layout import redis_depth_reader
+from rfqueue.brokers import RedisBroker
+from rfqueue.brokers.redis_layout import queue_heads, redis_depth_reader
 from rfqueue.console import stop_on_signals
 from rfqueue.log import RateLimitedWarning
+from rfqueue.monitoring.fleet import budget_families, pool_families
+from rfqueue.monitoring.oldest import HeadReader, OldestTasks
+from rfqueue.monitoring.rescue import rescue_families
+from rfqueue.monitoring.routers import router_families
 from rfqueue.settings import Settings
-from rfqueue.table import FailureTable
-from rfqueue.table.entry import State
+from rfqueue.table import Event, FailureTable
+from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.registry import snapshot_for
 from rfqueue.table.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from rfqueue.brokers.base import DepthReader
+    from rfqueue.brokers.base import Broker, DepthReader
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +50,10 @@ METRICS_COMMAND = ("rfqueue", "metrics")
 
 #: event actions counted, and the counter each one feeds
 COUNTED_ACTIONS = {"pause": "pauses", "resume": "resumes", "down": "downs"}
+#: an ejection is a pause for this reason (outlier detection)
+OUTLIER = "outlier"
+#: a drain is any event that leaves a worker in this state
+DRAINING = "draining"
 
 
 class TableCollector:
@@ -53,15 +65,23 @@ class TableCollector:
         table: FailureTable,
         snapshot: Snapshot | None = None,
         depths: DepthReader | None = None,
+        heads: HeadReader | None = None,
     ):
         self.settings = settings
         self.table = table
         self.snapshot = snapshot
         #: the broker's depths (RabbitMQ, or another Redis); by default the table's Redis
         self.depths = depths or redis_depth_reader(table.client)
+        #: the queues' next messages (a Redis broker's); by default the table's Redis
+        self.oldest = OldestTasks(heads or (lambda queues: queue_heads(table.client, queues)))
         self._lock = threading.Lock()
         self._seen_version = 0
         self._actions: Counter[tuple[str, str]] = Counter()
+        self._drains: Counter[str] = Counter()
+        self._ejections: Counter[str] = Counter()
+        self._worker_downs: Counter[str] = Counter()
+        #: each worker's state after the last event counted
+        self._states: dict[str, str] = {}
         self._warn = RateLimitedWarning(logger)
 
     def collect(self) -> Iterator[Metric]:
@@ -122,28 +142,74 @@ class TableCollector:
         for queue, n in sorted(self.table.client.hgetall(self.table.keys.routed).items()):
             routed.add_metric([str(queue)], float(n))
         yield from (depth, states, per_worker, routed)
-        yield from self._event_counters()
+        yield from self._event_counters(sorted(entries))
         yield _gauge("rfqueue_table_version", "Changes made to the failure table", version)
+        yield from self._alerting_families(entries, depths, now)
 
-    def _event_counters(self) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily
+    def _alerting_families(
+        self, entries: dict[str, Entry], depths: dict[str, int], now: float
+    ) -> Iterator[Metric]:
+        """What the alert rules and the dashboard need besides the series above."""
+        from prometheus_client.core import GaugeMetricFamily
 
+        queues = [e.queue for e in entries.values()]
+        oldest = GaugeMetricFamily(
+            "rfqueue_queue_oldest_task_age_seconds",
+            "Seconds the next task of a worker's queue has been seen waiting (0: empty)",
+            labels=["queue", "worker"],
+        )
+        # Heads only of queues with tasks: a healthy fleet's scrape reads few.
+        ages = self.oldest.ages([queue for queue in queues if depths.get(queue)])
+        for name in sorted(entries):
+            oldest.add_metric([entries[name].queue, name], ages.get(entries[name].queue, 0.0))
+        yield oldest
+        yield from pool_families(entries, now)
+        yield from budget_families(self.settings, entries, now)
+        yield from rescue_families(self.table.client, self.table.keys, queues)
+        yield from router_families(self.table.client, self.table.keys, self.table.now())
+
+    def _event_counters(self, workers: list[str]) -> Iterator[Metric]:
         events = self.table.events(self.settings.events_max)
         newest = max((e.version for e in events), default=0)
         if newest < self._seen_version:  # the table was reset: its versions start again
             self._seen_version = 0
-        for event in events:
-            if event.version > self._seen_version and event.action in COUNTED_ACTIONS:
-                self._actions[(event.action, event.reason or "")] += 1
+        for event in sorted(events, key=lambda e: e.version):  # oldest first: transitions
+            if event.version > self._seen_version:
+                self._count(event)
         self._seen_version = max(self._seen_version, newest)
+        # Every known reason and worker from zero: increase() misses a series' first value.
+        reasons = [r.value for r in Reason]
         for action, name in COUNTED_ACTIONS.items():
-            family = CounterMetricFamily(
-                f"rfqueue_{name}", f"Table events '{action}' seen, by reason", labels=["reason"]
-            )
-            for (seen, reason), n in sorted(self._actions.items()):
-                if seen == action:
-                    family.add_metric([reason], n)
-            yield family
+            counts = {r: n for (a, r), n in self._actions.items() if a == action}
+            yield _counter(f"rfqueue_{name}", f"Table events '{action}' seen, by reason",
+                           "reason", {**dict.fromkeys(reasons, 0), **counts})  # fmt: skip
+        yield _counter("rfqueue_drains", "Workers that began draining, by reason", "reason",
+                       {**dict.fromkeys(reasons, 0), **self._drains})  # fmt: skip
+        yield _counter("rfqueue_ejections", "Workers paused as outliers (ejected)", "worker",
+                       {**dict.fromkeys(workers, 0), **self._ejections})  # fmt: skip
+        yield _counter("rfqueue_worker_downs", "Times each worker was marked down", "worker",
+                       {**dict.fromkeys(workers, 0), **self._worker_downs})  # fmt: skip
+
+    def _count(self, event: Event) -> None:
+        if event.action in COUNTED_ACTIONS:
+            self._actions[(event.action, event.reason or "")] += 1
+        if event.action == "down":
+            self._worker_downs[event.worker] += 1
+        if event.action == "pause" and event.reason == OUTLIER:
+            self._ejections[event.worker] += 1
+        # A drain is entering the state: a later event that leaves it draining is not one.
+        if event.state == DRAINING and self._states.get(event.worker) != DRAINING:
+            self._drains[event.reason or ""] += 1
+        self._states[event.worker] = event.state or ""
+
+
+def _counter(name: str, documentation: str, label: str, values: dict[str, float]) -> Metric:
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, n in sorted(values.items()):
+        family.add_metric([key], n)
+    return family
 
 
 def _gauge(name: str, documentation: str, value: float) -> Metric:
@@ -153,16 +219,30 @@ def _gauge(name: str, documentation: str, value: float) -> Metric:
 
 
 def serve(
-    settings: Settings, host: str, port: int, depths: DepthReader | None = None
+    settings: Settings, host: str, port: int, broker: Broker | None = None
 ) -> tuple[Any, Any]:
-    """Start the HTTP server in a thread; returns prometheus_client's ``(server, thread)``."""
+    """Start the HTTP server in a thread; returns prometheus_client's ``(server, thread)``.
+
+    Depths and heads come from ``broker``; without one, from the table's Redis.
+    """
     from prometheus_client import CollectorRegistry, start_http_server
 
     snapshot = snapshot_for(settings)
     snapshot.ensure_started()
+    depths, heads = broker_readers(broker)
     registry = CollectorRegistry()
-    registry.register(TableCollector(settings, snapshot.table, snapshot, depths))
+    registry.register(TableCollector(settings, snapshot.table, snapshot, depths, heads))
     return start_http_server(port, addr=host, registry=registry)
+
+
+def broker_readers(broker: Broker | None) -> tuple[DepthReader | None, HeadReader | None]:
+    """A broker's depth reader and, on Redis, its head reader (None: the table's Redis)."""
+    if broker is None:
+        return None, None
+    if isinstance(broker, RedisBroker):
+        client, lists = broker.client, broker.layout.lists
+        return broker.depths, lambda queues: queue_heads(client, queues, lists)
+    return broker.depths, lambda queues: {}  # no heads to read on this transport
 
 
 @click.command()
@@ -191,7 +271,7 @@ def metrics(obj: Any, port: int, host: str) -> int:
     settings: Settings = obj.settings
     settings.redis_client().ping()  # an unreachable Redis: one line from run_command
     try:
-        server, thread = serve(settings, host, port, obj.broker_depths())
+        server, thread = serve(settings, host, port, obj.broker())
     except OSError as exc:
         reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"fails: {exc.strerror}"
         raise click.BadParameter(f"port {port} on {host} {reason}", param_hint="'--port'") from None

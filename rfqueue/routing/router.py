@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import redis
+
 from rfqueue.brokers import broker_for
 from rfqueue.log import RateLimitedWarning
 from rfqueue.routing.policies import Policy, PolicyError, create_policy
+from rfqueue.routing.presence import Presence
 from rfqueue.routing.routed import RoutedCounts, flush_quietly
 from rfqueue.settings import Settings
 from rfqueue.table.registry import snapshot_for
@@ -43,6 +46,8 @@ class Router:
         #: the policy's choose(), bound once per process by _start()
         self._choose_queue: Callable[..., str]
         self._flushed_at = float("-inf")
+        #: reports this process's snapshot age to the exporter (see routing.presence)
+        self._presence: Presence | None = None
         self._start_lock = threading.Lock()
 
     @property
@@ -79,12 +84,23 @@ class Router:
             return snapshot
 
     def _flush_routed(self) -> None:
-        """Snapshot hook: add the routed counts to Redis, at most every refresh_interval."""
+        """Snapshot hook: add the routed counts to Redis and say how fresh the snapshot is,
+        at most every refresh_interval."""
         snapshot, now = self._snapshot, time.monotonic()
         if snapshot is None or now - self._flushed_at < self.settings.refresh_interval:
             return
         self._flushed_at = now
-        flush_quietly(self.routed, snapshot.table.client, snapshot.table.keys.routed, self._warn)
+        table = snapshot.table
+        flush_quietly(self.routed, table.client, table.keys.routed, self._warn)
+        if snapshot.loaded:
+            if self._presence is None or self._presence.client is not table.client:
+                self._presence = Presence(table.client, table.keys.routers)
+            try:
+                self._presence.report(
+                    snapshot.read_at, snapshot.refresh_interval, snapshot.table.now()
+                )
+            except (redis.RedisError, OSError) as exc:
+                self._warn("rfqueue: cannot report this router's snapshot age: %s", exc)
 
     @property
     def snapshot(self) -> Snapshot:

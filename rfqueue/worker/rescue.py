@@ -35,8 +35,9 @@ from rfqueue.log import RateLimitedWarning
 from rfqueue.routing.policies import Policy, create_policy
 from rfqueue.routing.routed import RoutedCounts
 from rfqueue.settings import Settings
-from rfqueue.table.entry import Entry, Reason
+from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.snapshot import Snapshot
+from rfqueue.worker.rescue_stats import RescueStats
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +53,13 @@ LOCK_TIMEOUT = 10.0
 
 @dataclass
 class RescueReport:
-    """What one round did: messages moved per (source, target), unacked restored per target."""
+    """What one round did: messages moved per (source, target), unacked restored per target,
+    and the workers out of ``up`` whose queue this round found empty (or emptied)."""
 
     reaped: list[Entry] = field(default_factory=list)
     moved: Counter[tuple[str, str]] = field(default_factory=Counter)
     restored: Counter[str] = field(default_factory=Counter)
+    cleared: list[Entry] = field(default_factory=list)
 
 
 class Rescuer:
@@ -69,8 +72,11 @@ class Rescuer:
         choose: QueueChooser,
         heartbeat_timeout: float,
         interval: float = 0.5,
+        stats: RescueStats | None = None,
     ) -> None:
         self.snapshot = snapshot
+        #: where rounds are counted and latencies observed for the exporter (None: nowhere)
+        self.stats = stats
         self.table = snapshot.table
         self.broker = broker
         self.choose = choose
@@ -148,10 +154,14 @@ class Rescuer:
         if dead and self._restore_due(dead):
             report.restored = self.broker.restore_unacked(dead, lambda: self.choose(up))
         depths = self.broker.depths([e.queue for e in out])
-        for queue, depth in depths.items():
-            if depth:
-                self._move(queue, up, report)
+        for entry in out:
+            depth = depths.get(entry.queue, 0)
+            if (not depth or self._move(entry.queue, up, report)) and _left_up(entry, now):
+                report.cleared.append(entry)
         _log(report)
+        if self.stats is not None:
+            self.stats.record_counts(report.moved, report.restored)
+            self.stats.record_cleared(report.cleared)
         return report
 
     def _restore_due(self, dead: frozenset[str]) -> bool:
@@ -175,12 +185,13 @@ class Rescuer:
             return False  # a clean stop hands its messages back itself
         return entry.silent(now, self.heartbeat_timeout)
 
-    def _move(self, queue: str, up: Sequence[str], report: RescueReport) -> None:
+    def _move(self, queue: str, up: Sequence[str], report: RescueReport) -> bool:
+        """Move ``queue``'s waiting messages; False when another process is at it."""
         lock = self.table.client.lock(
             self.table.keys.rescue_lock(queue), timeout=LOCK_TIMEOUT, blocking=False
         )
         if not lock.acquire():
-            return  # another process is moving this queue right now
+            return False  # another process is moving this queue right now
         try:
             moved = self.broker.move(queue, lambda: self.choose(up))
         finally:
@@ -189,6 +200,7 @@ class Rescuer:
                 lock.release()
         for target, count in moved.items():
             report.moved[(queue, target)] += count
+        return True
 
 
 def start_rescuer(
@@ -210,6 +222,7 @@ def start_rescuer(
         policy_chooser(policy),
         settings.heartbeat_timeout,
         settings.rescue_interval,
+        RescueStats(snapshot.table.client, snapshot.table.keys, started=snapshot.table.now()),
     )
     rescuer.reclaim(own_queue)
     rescuer.start()
@@ -231,6 +244,12 @@ def policy_chooser(policy: Policy) -> QueueChooser:
             return queues[next(turn) % len(queues)]
 
     return choose
+
+
+def _left_up(entry: Entry, now: float) -> bool:
+    """Out by the table (paused, down, draining), not merely silent: its ``since`` is
+    when it left ``up``. A silent worker's episode starts when the reap marks it down."""
+    return entry.effective_state(now) is not State.UP
 
 
 def _log(report: RescueReport) -> None:

@@ -56,7 +56,7 @@ ALLOWED = {
     "simulate": {"foundation", "routing", "simulate"},
     "flower": {"foundation", "table", "brokers", "control", "flower"},
     "demo": _LIBRARY | {"app", "monitoring", "demo"},
-    "bench": _LIBRARY | {"app", "demo", "bench"},
+    "bench": _LIBRARY | {"app", "monitoring", "demo", "bench"},
     "cli": _LIBRARY | {"app", "monitoring", "flower", "demo", "bench", "simulate", "cli"},
 }
 

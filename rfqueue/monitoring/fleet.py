@@ -1,0 +1,79 @@
+"""Series about the fleet as a whole: workers per pool and the blast-radius budget.
+
+``rfqueue_pool_workers{pool,state}`` counts each worker once in every pool it serves.
+Entries say which pools a worker serves once workers record them (a ``pools`` field);
+until then, and for an entry without it, a worker is counted in the pool
+:data:`DEFAULT_POOL`. The budget gauges make the chaos invariant checkable from
+Prometheus alone: ``rfqueue_chaos_paused`` (workers paused by chaos right now) never
+exceeds ``rfqueue_budget_max_paused`` (``max_paused`` resolved against the registered
+fleet, as ``pause.lua`` resolves it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from rfqueue.settings import Settings
+from rfqueue.table.entry import Entry, Reason, State
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+#: the pool of a worker whose entry names none
+DEFAULT_POOL = "default"
+
+
+def pools_of(entry: Entry) -> tuple[str, ...]:
+    """The pools ``entry`` serves; :data:`DEFAULT_POOL` when it names none (yet)."""
+    return tuple(getattr(entry, "pools", None) or ()) or (DEFAULT_POOL,)
+
+
+def pool_families(entries: Mapping[str, Entry], now: float) -> Iterator[Metric]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily(
+        "rfqueue_pool_workers", "Workers by pool and state", labels=["pool", "state"]
+    )
+    counts: Counter[tuple[str, str]] = Counter()
+    for entry in entries.values():
+        state = entry.effective_state(now).value
+        for pool in pools_of(entry):
+            counts[(pool, state)] += 1
+    for pool in sorted({pool for pool, _ in counts}):
+        for state in State:
+            family.add_metric([pool, state.value], counts[(pool, state.value)])
+    yield family
+
+
+def max_paused_now(settings: Settings, total: int) -> int:
+    """``max_paused`` as a count for a fleet of ``total`` (a fraction is floored)."""
+    limit = settings.max_paused
+    return math.floor(limit * total) if isinstance(limit, float) else limit
+
+
+def budget_families(
+    settings: Settings, entries: Mapping[str, Entry], now: float
+) -> Iterator[Metric]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    chaos = sum(
+        1
+        for e in entries.values()
+        if e.effective_state(now) is State.PAUSED and e.reason is Reason.CHAOS
+    )
+    yield GaugeMetricFamily(
+        "rfqueue_budget_max_paused",
+        "Most workers chaos may hold paused or down (max_paused for this fleet size)",
+        value=max_paused_now(settings, len(entries)),
+    )
+    yield GaugeMetricFamily(
+        "rfqueue_budget_min_up",
+        "Fewest workers chaos must leave up (min_up)",
+        value=settings.min_up,
+    )
+    yield GaugeMetricFamily(
+        "rfqueue_chaos_paused", "Workers paused by the chaos job right now", value=chaos
+    )

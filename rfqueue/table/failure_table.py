@@ -24,6 +24,7 @@ import redis
 from rfqueue.keys import Keys
 from rfqueue.table.entry import Entry, MalformedEntry, Reason
 from rfqueue.table.replication import ReplicaAcks
+from rfqueue.table.service import Service
 
 if TYPE_CHECKING:
     from rfqueue.settings import Settings
@@ -128,6 +129,8 @@ class FailureTable:
         self._scripts = {
             name: client.register_script(_script_source(name)) for name in self.SCRIPTS
         }
+        #: task sets this object has written (each digest's set is written once)
+        self._task_sets_written: set[str] = set()
 
     @classmethod
     def from_settings(cls, s: Settings) -> FailureTable:
@@ -157,13 +160,38 @@ class FailureTable:
     def _changes(self, script: str, *args: Any) -> list[Entry]:
         return [e for e in map(_entry_or_none, self._run(script, *args)) if e is not None]
 
-    def register(self, worker: str, queue: str) -> Change:
-        """A worker starts: up, unless an unexpired pause outlived its last run."""
-        return self._change("register", worker, queue, repr(self.heartbeat_timeout))
+    def register(self, worker: str, queue: str, service: Service | None = None) -> Change:
+        """A worker starts: up, unless an unexpired pause outlived its last run.
 
-    def heartbeat(self, worker: str, queue: str) -> Change:
-        """Record a beat; returns the worker's entry, healed if it was down or expired."""
-        return self._change("heartbeat", worker, queue, repr(self.heartbeat_timeout))
+        ``service``: the pools it consumes and the tasks it has registered (None: as before).
+        """
+        return self._change(
+            "register", worker, queue, repr(self.heartbeat_timeout), *self._serve(service, True)
+        )
+
+    def heartbeat(self, worker: str, queue: str, service: Service | None = None) -> Change:
+        """Record a beat; returns the worker's entry, healed if it was down or expired.
+
+        A ``service`` other than the entry's is saved with it (event ``serve``).
+        """
+        return self._change(
+            "heartbeat", worker, queue, repr(self.heartbeat_timeout), *self._serve(service)
+        )
+
+    def _serve(self, service: Service | None, always: bool = False) -> list[str]:
+        """The script arguments for ``service``, its task set written first if need be."""
+        if service is None:
+            return []
+        digest = service.digest
+        if digest and (always or digest not in self._task_sets_written):
+            # Content-addressed: written before any entry names it, never changed after.
+            self.client.sadd(self.keys.task_set(digest), *sorted(service.tasks))
+            self._task_sets_written.add(digest)
+        return service.script_args()
+
+    def task_set(self, digest: str) -> frozenset[str]:
+        """The task names of a digest; empty when its set is missing."""
+        return frozenset(self.client.smembers(self.keys.task_set(digest)))
 
     def pause(
         self,

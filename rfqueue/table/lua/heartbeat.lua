@@ -1,5 +1,8 @@
--- ARGV[4] worker, ARGV[5] queue, ARGV[6] the gap after which beats count as resumed. Records the beat and heals the entry: a worker that
--- beats is not down, and its own expired pause ends even when no beat process runs.
+-- ARGV[4] worker, ARGV[5] queue, ARGV[6] the gap after which beats count as resumed,
+-- ARGV[7] its pools (a JSON array), ARGV[8] its task digest ('' for unknown).
+-- Records the beat and heals the entry: a worker that beats is not down, and its own
+-- expired pause ends even when no beat process runs. A change of pools or tasks (a
+-- consumer added at run time) is saved as a 'serve' event; an unchanged beat saves nothing.
 local name, queue = ARGV[4], ARGV[5]
 note_beat(name, tonumber(ARGV[6]))
 local e = load(name)
@@ -11,11 +14,14 @@ end
 if not e or e.state == 'down' then
   e = e or {worker = name}
   e.queue = queue
+  set_service(e, ARGV[7], ARGV[8])
   revive(e)
   return reply('ok', save(e, 'register', 'heartbeat'))
 end
+local served = set_service(e, ARGV[7], ARGV[8])
 if e.state == 'paused' and not pause_left(e) then
   set_state(e, 'up', NULL, NULL)
   return reply('ok', save(e, 'resume', 'expired'))
 end
+if served then return reply('ok', save(e, 'serve', 'heartbeat')) end
 return reply('noop', e)

@@ -16,6 +16,61 @@ local function is_number(v)
   return type(v) == 'number' and v == v and v ~= math.huge and v ~= -math.huge
 end
 
+-- Pools and task sets (what a worker serves) ------------------------------------------
+-- e.pools: array of queue names the worker consumes besides its own and the control
+-- queue (absent: unknown, the default queue); e.tasks: digest of its task names.
+
+local function valid_service(e)
+  local pools, tasks = e.pools, e.tasks
+  if tasks ~= nil and tasks ~= NULL and (type(tasks) ~= 'string' or tasks == '') then
+    return false
+  end
+  if pools == nil or pools == NULL then return true end
+  if type(pools) ~= 'table' then return false end
+  for k, p in pairs(pools) do
+    if type(k) ~= 'number' or type(p) ~= 'string' or p == '' then return false end
+  end
+  return true
+end
+
+-- A JSON array of pool names from a script argument; anything else reads as none.
+local function parse_pools(raw)
+  local ok, pools = pcall(cjson.decode, raw or '[]')
+  local out = {}
+  if not ok or type(pools) ~= 'table' then return out end
+  for _, p in ipairs(pools) do
+    if type(p) == 'string' and p ~= '' then out[#out + 1] = p end
+  end
+  return out
+end
+
+local function pools_of(e)
+  if type(e.pools) ~= 'table' then return {} end
+  return e.pools
+end
+
+local function same_pools(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
+-- Record what the worker serves (sorted pools as JSON, task digest or ''); true when it
+-- changed. Without the arguments (nil) the entry keeps what it had.
+local function set_service(e, pools_json, digest)
+  if pools_json == nil or digest == nil then return false end
+  local pools = parse_pools(pools_json)
+  if digest == '' then digest = nil end
+  local old_digest = e.tasks
+  if old_digest == NULL then old_digest = nil end
+  local changed = old_digest ~= digest or not same_pools(pools_of(e), pools)
+  if #pools > 0 then e.pools = pools else e.pools = nil end
+  e.tasks = digest
+  return changed
+end
+
 -- The entry stored under ``name``, if it is one every reader (rfqueue.entry too) accepts.
 -- Anything else counts as absent: never counted, never changed, replaced on the next beat.
 local function decode(raw, name)
@@ -28,6 +83,7 @@ local function decode(raw, name)
   if u ~= nil and u ~= NULL and not is_number(u) then return nil end
   if r ~= nil and r ~= NULL and not REASONS[r] then return nil end
   if pr ~= nil and pr ~= NULL and not REASONS[pr] then return nil end
+  if not valid_service(e) then return nil end
   return e
 end
 

@@ -191,7 +191,7 @@ class FailureTable:
 
     def task_set(self, digest: str) -> frozenset[str]:
         """The task names of a digest; empty when its set is missing."""
-        return frozenset(self.client.smembers(self.keys.task_set(digest)))
+        return frozenset(map(_text, self.client.smembers(self.keys.task_set(digest))))
 
     def pause(
         self,

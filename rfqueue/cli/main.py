@@ -68,6 +68,11 @@ class Context:
                 app.conf.broker_transport_options["master_name"] = self.settings.sentinel_master
         return RemoteControl(app)
 
+    @property
+    def default_pool(self) -> str:
+        """The app's default queue: the pool of workers whose pools are not known."""
+        return str(self.app.conf.task_default_queue) if self.app is not None else "celery"
+
     def broker_depths(self) -> DepthReader | None:
         """Queue depths from the app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
         url = os.environ.get("CELERY_BROKER_URL")
@@ -306,7 +311,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
         seed=obj.settings.seed if seed is None else seed,
     )
     try:
-        report = ChaosJob(settings, obj.table, obj.control()).tick()
+        report = ChaosJob(settings, obj.table, obj.control(), obj.default_pool).tick()
     except ChaosRefused as exc:
         raise click.UsageError(str(exc)) from None
     for line in report.lines():

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from rfqueue.keys import Keys
+from rfqueue.table.budget import Budget
 from rfqueue.table.entry import Entry, MalformedEntry, Reason
 from rfqueue.table.replication import ReplicaAcks
 from rfqueue.table.service import Service
@@ -40,33 +41,6 @@ class TableError(Exception):
 
 class UnknownWorker(TableError):
     """The worker has no entry in the table."""
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How many workers may be paused or down at once, and how many must stay up.
-
-    ``max_paused`` is a count when it is an ``int`` and a fraction of the registered
-    fleet when it is a ``float`` below 1.
-    """
-
-    max_paused: int | float
-    min_up: int = 1
-
-    def allows(self, not_up: int, total: int) -> bool:
-        """Whether one more pause fits while ``not_up`` of ``total`` workers are out.
-
-        The same rule ``pause.lua`` applies atomically; this copy is for previews only.
-        """
-        limit = self.max_paused
-        if isinstance(limit, float):
-            limit = math.floor(limit * total)
-        return not_up + 1 <= limit and total - not_up - 1 >= self.min_up
-
-    def as_arg(self) -> str:
-        if isinstance(self.max_paused, float):
-            return f"fraction:{self.max_paused!r}"
-        return f"count:{self.max_paused}"
 
 
 @dataclass(frozen=True)
@@ -207,8 +181,9 @@ class FailureTable:
         until = self.clock() + seconds
         budget_arg = budget.as_arg() if budget else ""
         min_up = budget.min_up if budget else 0
+        pools_arg = budget.pools_arg() if budget else ""
         return self._change(
-            "pause", worker, repr(until), reason.value, note or "", budget_arg, min_up
+            "pause", worker, repr(until), reason.value, note or "", budget_arg, min_up, pools_arg
         )
 
     def resume(self, worker: str, reason: Reason = Reason.MANUAL) -> Change:

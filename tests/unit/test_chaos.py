@@ -419,6 +419,8 @@ class TestScheduledTask:
             ({"bogus": 1}, "unknown arguments ['bogus']"),
             ({"chaos_probability": 2}, "rfqueue_chaos_probability:"),
             ({"max_paused": 9}, "rfqueue_max_paused: 9 is larger than the fleet"),
+            ({"pool_max_paused": ["audio=1"]}, "rfqueue_pool_max_paused: no registered worker"),
+            ({"pool_min_up": "video=x"}, "rfqueue_pool_min_up: video needs a whole number"),
         ],
     )
     def test_bad_arguments_skip_the_tick_and_change_nothing(

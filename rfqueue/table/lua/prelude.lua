@@ -151,6 +151,51 @@ local function revive(e)
   e.pause_reason = nil
 end
 
+-- The budget inside each pool (issue 12) ----------------------------------------------
+
+-- A limit as 'count:N' or 'fraction:F' (of ``total``), as a number of workers.
+local function parse_limit(text, total)
+  local kind, value = string.match(text, '^(%a+):(.+)$')
+  local limit = tonumber(value) or 0
+  if kind == 'fraction' then limit = math.floor(limit * total) end
+  return limit
+end
+
+local function serves_pool(e, pool, default)
+  local pools = pools_of(e)
+  if #pools == 0 then return pool == default end
+  for _, p in ipairs(pools) do
+    if p == pool then return true end
+  end
+  return false
+end
+
+-- Whether pausing ``e`` keeps every pool it serves within its budget: one more worker
+-- out must fit the pool's max paused (of the pool's registered workers) and leave its
+-- min up. ``spec`` (JSON): {default = pool of entries without pools, max = {pool =
+-- 'count:N'}, min = {pool = N}}; pools not named use ``max_arg`` and ``min_up``.
+local function pool_budget_allows(e, entries, spec_json, max_arg, min_up)
+  if spec_json == nil or spec_json == '' then return true end
+  local ok, spec = pcall(cjson.decode, spec_json)
+  if not ok or type(spec) ~= 'table' then return false end
+  local default = spec.default or 'celery'
+  local pools = pools_of(e)
+  if #pools == 0 then pools = {default} end
+  for _, pool in ipairs(pools) do
+    local total, not_up = 0, 0
+    for _, other in ipairs(entries) do
+      if serves_pool(other, pool, default) then
+        total = total + 1
+        if effective(other) ~= 'up' then not_up = not_up + 1 end
+      end
+    end
+    local limit = parse_limit((spec.max or {})[pool] or max_arg, total)
+    local floor = tonumber((spec.min or {})[pool] or min_up) or 0
+    if not_up + 1 > limit or total - not_up - 1 < floor then return false end
+  end
+  return true
+end
+
 local function reply(status, e)
   return cjson.encode({status = status, entry = e or NULL})
 end

@@ -227,6 +227,12 @@ BAD_INPUT: list[tuple[list[str], dict[str, str], str]] = [
     (["pause", W1, "--for", "5"], {"RFQUEUE_MAX_PAUSED": "lots"}, "RFQUEUE_MAX_PAUSED"),
     (["chaos"], {"RFQUEUE_MAX_PAUSED": "10"}, "rfqueue_max_paused"),
     (["chaos", "--probability", "2"], {}, "'--probability'"),
+    (["chaos"], {"RFQUEUE_POOL_MAX_PAUSED": "audio=1"}, "rfqueue_pool_max_paused"),
+    (["chaos"], {"RFQUEUE_POOL_MIN_UP": "celery=1,audio=1"}, "rfqueue_pool_min_up"),
+    (["chaos"], {"RFQUEUE_POOL_MAX_PAUSED": "celery"}, "rfqueue_pool_max_paused"),
+    (["chaos"], {"RFQUEUE_POOL_MAX_PAUSED": "celery=1.5"}, "rfqueue_pool_max_paused"),
+    (["status"], {"RFQUEUE_POOL_MIN_UP": "celery=-1"}, "rfqueue_pool_min_up"),
+    (["status"], {"RFQUEUE_POOL_MIN_UP": "celery=two"}, "rfqueue_pool_min_up"),
     (["status", "--events", "-1"], {}, "'--events'"),
     (["nosuchcommand"], {}, "nosuchcommand"),
 ]

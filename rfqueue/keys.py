@@ -40,6 +40,10 @@ from dataclasses import dataclass
 
 DEFAULT_NAMESPACE = "rfqueue"
 
+#: the message header in which the router records a task's pool (its logical queue), so
+#: that the rescue moves the task only inside its pool and a retry stays in it
+POOL_HEADER = "rfqueue-pool"
+
 
 @dataclass(frozen=True)
 class Keys:

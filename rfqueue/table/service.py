@@ -13,11 +13,14 @@ import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from rfqueue.keys import POOL_HEADER
+
+__all__ = ["EVERYWHERE", "POOL_HEADER", "Service", "pools_or_default", "served_everywhere",
+           "task_digest"]  # fmt: skip
+
 #: task names every worker serves, whatever it registered: Celery's and rfqueue's own
 EVERYWHERE = ("celery.", "rfqueue.")
 
-#: the message header that carries a task's pool, so a rescue keeps it in its pool
-POOL_HEADER = "rfqueue-pool"
 
 
 def task_digest(names: Iterable[str]) -> str:

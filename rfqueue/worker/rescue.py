@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 import redis
 
 from rfqueue.brokers import Broker
+from rfqueue.brokers.base import Chooser
 from rfqueue.log import RateLimitedWarning
 from rfqueue.routing.policies import Policy, create_policy
 from rfqueue.routing.routed import RoutedCounts
 from rfqueue.settings import Settings
 from rfqueue.table.entry import Entry, Reason
+from rfqueue.table.pools import PoolIndex
 from rfqueue.table.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class Rescuer:
         choose: QueueChooser,
         heartbeat_timeout: float,
         interval: float = 0.5,
+        default_pool: str = "celery",
     ) -> None:
         self.snapshot = snapshot
         self.table = snapshot.table
@@ -82,6 +85,10 @@ class Rescuer:
         self._warn = RateLimitedWarning(logger)
         self._dead_scanned: frozenset[str] = frozenset()
         self._next_restore = float("-inf")
+        #: the pool of messages without a pool header: the app's default queue
+        self.default_pool = default_pool
+        #: queue -> (pool index, depth) of a round that could move none of its messages
+        self._stuck: dict[str, tuple[PoolIndex, int]] = {}
 
     def start(self) -> None:
         """Start the thread (once); table changes wake it."""
@@ -120,7 +127,7 @@ class Rescuer:
         are the delivery tags of tasks still running: they stay.
         """
         try:
-            taken = self.broker.restore_unacked({own_queue}, lambda: own_queue, held)
+            taken = self.broker.restore_unacked({own_queue}, lambda *_: own_queue, held)
         except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
             logger.warning("rfqueue: could not take back unacked tasks: %s", exc)
             return
@@ -145,14 +152,33 @@ class Rescuer:
         now = self.snapshot.read_at
         out = [e for e in self.snapshot.entries.values() if e.queue not in up]
         dead = frozenset(e.queue for e in out if self._dead(e, now))
+        choose = self._chooser()
         if dead and self._restore_due(dead):
-            report.restored = self.broker.restore_unacked(dead, lambda: self.choose(up))
+            report.restored = self.broker.restore_unacked(dead, choose)
         depths = self.broker.depths([e.queue for e in out])
         for queue, depth in depths.items():
-            if depth:
-                self._move(queue, up, report)
+            if depth and self._stuck.get(queue) != (self.snapshot.pools, depth):
+                self._move(queue, choose, depth, report)
         _log(report)
         return report
+
+    def _chooser(self) -> Chooser:
+        """Targets inside a message's pool among up workers that have its task, by policy.
+
+        A message without a pool header (sent before pools) belongs to the default
+        queue's pool; one whose task cannot be read may go to any worker of its pool.
+        """
+        index, default, pick = self.snapshot.pools, self.default_pool, self.choose
+        eligible: dict[tuple[str, str], tuple[str, ...]] = {}
+
+        def choose(task: str, pool: str) -> str | None:
+            queues = eligible.get((task, pool))
+            if queues is None:
+                members = index.up_in(pool or default, default)
+                queues = eligible[(task, pool)] = index.having(members, task) if task else members
+            return pick(queues) if queues else None
+
+        return choose
 
     def _restore_due(self, dead: frozenset[str]) -> bool:
         """Scan the unacked hash when someone newly died, and now and then after that.
@@ -175,24 +201,32 @@ class Rescuer:
             return False  # a clean stop hands its messages back itself
         return entry.silent(now, self.heartbeat_timeout)
 
-    def _move(self, queue: str, up: Sequence[str], report: RescueReport) -> None:
+    def _move(self, queue: str, choose: Chooser, depth: int, report: RescueReport) -> None:
         lock = self.table.client.lock(
             self.table.keys.rescue_lock(queue), timeout=LOCK_TIMEOUT, blocking=False
         )
         if not lock.acquire():
             return  # another process is moving this queue right now
         try:
-            moved = self.broker.move(queue, lambda: self.choose(up))
+            moved = self.broker.move(queue, choose)
         finally:
             # If it expired (the move took longer than the lock) there is nothing to undo.
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
+        # Nothing could go: look again when the pools change or the queue does, not each round.
+        self._stuck.pop(queue, None)
+        if not moved:
+            self._stuck[queue] = (self.snapshot.pools, depth)
         for target, count in moved.items():
             report.moved[(queue, target)] += count
 
 
 def start_rescuer(
-    settings: Settings, snapshot: Snapshot, broker: Broker, own_queue: str
+    settings: Settings,
+    snapshot: Snapshot,
+    broker: Broker,
+    own_queue: str,
+    default_pool: str = "celery",
 ) -> Rescuer | None:
     """Start the rescuer of a starting worker, when rescue is on.
 
@@ -210,6 +244,7 @@ def start_rescuer(
         policy_chooser(policy),
         settings.heartbeat_timeout,
         settings.rescue_interval,
+        default_pool,
     )
     rescuer.reclaim(own_queue)
     rescuer.start()

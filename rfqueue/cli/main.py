@@ -183,6 +183,8 @@ def status_document(entries: dict[str, Entry], events: list[Event]) -> dict[str,
             "heartbeat": e.heartbeat,
             "note": e.note,
             "version": e.version,
+            "pools": list(e.pools),
+            "tasks": e.tasks,
         }
         for e in (entries[name] for name in sorted(entries))
     ]
@@ -193,7 +195,8 @@ def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Ev
     console = Console()
     now = time.time()
     grid = Table(title=f"rfqueue table {settings.namespace!r} at {settings.safe_redis_url}")
-    for column in ("worker", "queue", "state", "reason", "since", "until", "heartbeat"):
+    columns = ("worker", "queue", "pools", "state", "reason", "since", "until", "heartbeat")
+    for column in columns:
         grid.add_column(column)
     colours = {"up": "green", "paused": "yellow", "down": "red"}
     for name in sorted(entries):
@@ -206,6 +209,7 @@ def _print_status(settings: Settings, entries: dict[str, Entry], events: list[Ev
         grid.add_row(
             escape(e.worker),
             escape(e.queue),
+            escape(",".join(e.pools) or "-"),  # -: not known (a worker from before pools)
             f"[{colours[e.state.value]}]{state}[/]",
             e.reason.value if e.reason else "",
             _ago(now, e.since),

@@ -27,8 +27,9 @@ from rfqueue.console import stop_on_signals
 from rfqueue.log import RateLimitedWarning
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
-from rfqueue.table.entry import State
+from rfqueue.table.entry import Entry, State
 from rfqueue.table.registry import snapshot_for
+from rfqueue.table.service import pools_or_default
 from rfqueue.table.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -54,8 +55,11 @@ class TableCollector:
         table: FailureTable,
         snapshot: Snapshot | None = None,
         depths: DepthReader | None = None,
+        default_pool: str = "celery",
     ):
         self.settings = settings
+        #: the pool of workers whose pools are not known (the app's default queue)
+        self.default_pool = default_pool
         self.table = table
         self.snapshot = snapshot
         #: the broker's depths (RabbitMQ, or another Redis); by default the table's Redis
@@ -122,9 +126,27 @@ class TableCollector:
         )
         for queue, n in sorted(self.table.client.hgetall(self.table.keys.routed).items()):
             routed.add_metric([str(queue)], float(n))
-        yield from (depth, states, per_worker, routed)
+        yield from (depth, states, per_worker, self._pool_workers(entries, now), routed)
         yield from self._event_counters()
         yield _gauge("rfqueue_table_version", "Changes made to the failure table", version)
+
+    def _pool_workers(self, entries: dict[str, Entry], now: float) -> Metric:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "rfqueue_pool_workers",
+            "Workers of each pool (a queue workers share) by state; one of two pools is in both",
+            labels=["pool", "state"],
+        )
+        counts = Counter(
+            (pool, e.effective_state(now).value)
+            for e in entries.values()
+            for pool in pools_or_default(e.pools, self.default_pool)
+        )
+        for pool in sorted({pool for pool, _ in counts}):
+            for state in State:
+                family.add_metric([pool, state.value], counts[(pool, state.value)])
+        return family
 
     def _event_counters(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily
@@ -154,7 +176,11 @@ def _gauge(name: str, documentation: str, value: float) -> Metric:
 
 
 def serve(
-    settings: Settings, host: str, port: int, depths: DepthReader | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    depths: DepthReader | None = None,
+    default_pool: str = "celery",
 ) -> tuple[Any, Any]:
     """Start the HTTP server in a thread; returns prometheus_client's ``(server, thread)``."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -162,7 +188,7 @@ def serve(
     snapshot = snapshot_for(settings)
     snapshot.ensure_started()
     registry = CollectorRegistry()
-    registry.register(TableCollector(settings, snapshot.table, snapshot, depths))
+    registry.register(TableCollector(settings, snapshot.table, snapshot, depths, default_pool))
     return start_http_server(port, addr=host, registry=registry)
 
 
@@ -192,7 +218,7 @@ def metrics(obj: Any, port: int, host: str) -> int:
     settings: Settings = obj.settings
     settings.redis_client().ping()  # an unreachable Redis: one line from run_command
     try:
-        server, thread = serve(settings, host, port, obj.broker_depths())
+        server, thread = serve(settings, host, port, obj.broker_depths(), obj.default_pool)
     except OSError as exc:
         reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"fails: {exc.strerror}"
         raise click.BadParameter(f"port {port} on {host} {reason}", param_hint="'--port'") from None

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -141,3 +142,97 @@ def test_a_paused_worker_of_a_pool_runs_nothing_of_it(
 
     wait_for(back, 10, interval=0.2, what="v1 to consume video and its own queue again")
     assert stats(redis_server, v1)["pools"] == ["video"]
+
+
+#: chaos twice a second, two pauses a tick, room for three out fleet-wide: only the
+#: per-pool budget keeps one worker of each pool up
+POOL_CHAOS = {
+    "RFQUEUE_CHAOS_ENABLED": "true",
+    "RFQUEUE_CHAOS_INTERVAL": "0.5",
+    "RFQUEUE_CHAOS_PROBABILITY": "1",
+    "RFQUEUE_CHAOS_K": "2",
+    "RFQUEUE_CHAOS_MIN_DURATION": "1",
+    "RFQUEUE_CHAOS_MAX_DURATION": "3",
+    "RFQUEUE_MAX_PAUSED": "3",
+    "RFQUEUE_MIN_UP": "1",
+    "RFQUEUE_POOL_MAX_PAUSED": "video=2",
+}
+POOL_OF = {"c1": "celery", "c2": "celery", "v1": "video", "v2": "video", "v3": "video"}
+
+
+class PoolSampler:
+    """Counts the workers out (paused or down) in each pool, every 100 ms."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.samples: list[dict[str, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from rfqueue.table.entry import State
+
+        while not self.stop.is_set():
+            now, out = time.time(), {"celery": 0, "video": 0}
+            for e in self.table.entries().values():
+                if e.effective_state(now) is not State.UP:
+                    for pool in e.pools:
+                        out[pool] += 1
+            self.samples.append(out)
+            self.stop.wait(0.1)
+
+
+def test_chaos_over_two_pools_keeps_every_pool_within_its_budget(
+    fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
+) -> None:
+    from rfqueue.table import FailureTable
+
+    # Given two workers of the celery pool and three of the video pool, and chaos
+    for name, pool in POOL_OF.items():
+        fleet.start_worker(name, "--concurrency", "1", "-Q", pool, env=POOL_CHAOS)
+    for name in POOL_OF:
+        fleet.wait_ready(name)
+    workers = {nodename(name): pool for name, pool in POOL_OF.items()}
+    wait_until_routable(app, *workers)
+    table = FailureTable(redis_server.client(), "rfqueue")
+    sampler = PoolSampler(table)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    fleet.start_beat(env=POOL_CHAOS)
+
+    # When 1,000 tasks of each pool are sent over 20 s
+    from workers.media import transcode
+    from workers.tasks import record
+
+    start = time.monotonic()
+    for n in range(1000):
+        record.delay(n, time.time())
+        transcode.delay(1000 + n, time.time())
+        time.sleep(max(0.0, start + (n + 1) / 50 - time.monotonic()))
+
+    # Then every task completes, once, inside its own pool
+    lines = wait_for_seqs(redis_client, set(range(2000)), timeout=120)
+    sampler.stop.set()
+    thread.join(5)
+    counts = Counter(line["seq"] for line in lines)
+    outside = [
+        line
+        for line in lines
+        if workers[line["worker"]] != ("celery" if line["seq"] < 1000 else "video")
+    ]
+    events = table.events(1000)
+    pauses = Counter(workers[e.worker] for e in events if e.action == "pause")
+    worst = {pool: max(s[pool] for s in sampler.samples) for pool in ("celery", "video")}
+    print(
+        f"pools chaos: submitted 2000, completed {len(counts)}, lost {2000 - len(counts)}, "
+        f"duplicates {sum(n > 1 for n in counts.values())}, outside their pool {len(outside)}, "
+        f"pauses {dict(pauses)}, samples {len(sampler.samples)}, most out at once {worst}"
+    )
+    assert len(counts) == 2000 and max(counts.values()) == 1
+    assert outside == []
+    # And chaos paused workers of both pools, yet never the last up worker of either
+    assert pauses["celery"] >= 2 and pauses["video"] >= 2, pauses
+    assert len(sampler.samples) >= 150
+    assert worst["celery"] <= 1 and worst["video"] <= 2, worst
+    assert max(s["celery"] + s["video"] for s in sampler.samples) <= 3
+    # And the workers' pools never changed under the pauses (no serve event)
+    assert not [e for e in events if e.action == "serve"]

@@ -214,3 +214,16 @@ def test_no_redis_call_per_task(app: Celery, client: Any, monkeypatch: pytest.Mo
         route(app, "app.plain", queue="video")
     # Then the table's Redis heard nothing from the router's hot path
     assert calls == []
+
+
+@pytest.mark.parametrize("policy", ["round_robin", "weighted", "least_loaded"])
+def test_interleaved_pools_each_take_their_own_turns(fleet: FailureTable, policy: str) -> None:
+    # Given tasks of two pools of two workers each, sent alternately
+    app = make_app(policy=policy)
+    sent: Counter[str] = Counter()
+    for _ in range(20):
+        sent[route(app, "app.plain")["queue"].name] += 1
+        sent[route(app, "app.v")["queue"].name] += 1
+    # Then each pool shares its own tasks out evenly (one counter for all would not)
+    assert sent == {q(P1): 10, q(P2): 10, q(V1): 10, q(V2): 10}
+    router(app).snapshot.stop()

@@ -35,51 +35,49 @@ DESTINATION_KEYS = ("queue", "exchange", "routing_key", "exchange_type")
 class AppRoutes:
     """What the router needs of one Celery app: its routes after the router, its default."""
 
-    #: the app's Celery router (``app.amqp.router``), to notice a new one
-    celery_router: Any
+    #: the routes after the router, each as ``route(name, args, kwargs, options, task=...)``
     later: Sequence[Any] = field(default_factory=tuple)
     default_queue: str = "celery"
 
     @classmethod
     def of(cls, app: Any, router: Any) -> AppRoutes:
         """``app``'s routes that come after ``router`` (none if ``router`` is not among them)."""
-        celery_router = app.amqp.router
-        routes = list(celery_router.routes)
-        later: list[Any] = []
-        for index, entry in enumerate(routes):
-            if maybe_evaluate(entry) is router:  # a dotted path is a lazy object
-                later = routes[index + 1 :]
-                break
-        return cls(celery_router, tuple(later), app.conf.task_default_queue or "celery")
+        routes = [maybe_evaluate(entry) for entry in app.amqp.router.routes]  # dotted: lazy
+        later = routes[routes.index(router) + 1 :] if router in routes else []
+        return cls(tuple(map(_asker, later)), app.conf.task_default_queue or "celery")
 
-    def later_route(
-        self, name: str, args: Any, kwargs: Any, options: Any, task: Any
-    ) -> Any:
+    def later_route(self, name: str, args: Any, kwargs: Any, options: Any, task: Any) -> Any:
         """The first answer of the later routes, as Celery would ask them; None if none."""
-        query = self.celery_router.query_router
-        for entry in self.later:
-            answer = query(entry, name, args, kwargs, options, task)
+        for route in self.later:
+            answer = route(name, args, kwargs, options, task=task)
             if answer is not None:
                 return answer
         return None
 
     def logical_queue(self, options: Mapping[str, Any], route: Any) -> str | None:
         """The queue Celery would send the task to; None when it goes by exchange alone."""
-        explicit = _queue_name(options.get("queue"))
-        if explicit:
-            return explicit
+        explicit = options.get("queue")
+        if explicit is not None:
+            return _queue_name(explicit)
         headers = options.get("headers")
-        if isinstance(headers, Mapping) and isinstance(headers.get(POOL_HEADER), str):
+        if headers and isinstance(headers, Mapping) and isinstance(headers.get(POOL_HEADER), str):
             return str(headers[POOL_HEADER])
         if options.get("exchange") or options.get("routing_key"):
             return None  # the caller's own exchange routing: not a queue we know
-        if route is not None:
-            if isinstance(route, str):
-                return route
-            if isinstance(route, Mapping):
-                return _queue_name(route.get("queue"))
-            return None
-        return self.default_queue
+        if route is None:
+            return self.default_queue
+        if isinstance(route, str):
+            return route
+        return _queue_name(route.get("queue")) if isinstance(route, Mapping) else None
+
+
+def _asker(route: Any) -> Any:
+    """``route`` as Celery's ``Router.query_router`` asks it (pre-4.0 routers included)."""
+    if hasattr(route, "route_for_task"):
+        return lambda name, args, kwargs, options, task=None: route.route_for_task(
+            name, args, kwargs
+        )
+    return route
 
 
 def _queue_name(queue: Any) -> str | None:
@@ -98,14 +96,15 @@ def to_worker(
     are kept; the pool travels in a message header, for the rescue and for retries.
     """
     for key in DESTINATION_KEYS:
-        options.pop(key, None)
-    answer = {}
-    if isinstance(route, Mapping):
-        answer = {k: v for k, v in route.items() if k not in DESTINATION_KEYS}
-    answer["queue"] = queue
+        if key in options:
+            del options[key]
     headers = options.get("headers")
     if isinstance(headers, Mapping):  # options win: the pool must be in the caller's headers
         options["headers"] = {**headers, POOL_HEADER: pool}
+    if route is None or not isinstance(route, Mapping):
+        return {"queue": queue, "headers": {POOL_HEADER: pool}}
+    answer = {k: v for k, v in route.items() if k not in DESTINATION_KEYS}
+    answer["queue"] = queue
     own = answer.get("headers")
     answer["headers"] = {**(own if isinstance(own, Mapping) else {}), POOL_HEADER: pool}
     return answer

@@ -142,7 +142,7 @@ class Router:
 
             app = current_app._get_current_object()
         last = self._app_routes
-        if last is not None and last[0] is app and last[1].celery_router is app.amqp.router:
+        if last is not None and last[0] is app:  # task_routes are never swapped at run time
             return last[1]
         routes = AppRoutes.of(app, self)
         self._app_routes = (app, routes)

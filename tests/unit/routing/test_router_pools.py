@@ -227,3 +227,17 @@ def test_interleaved_pools_each_take_their_own_turns(fleet: FailureTable, policy
     # Then each pool shares its own tasks out evenly (one counter for all would not)
     assert sent == {q(P1): 10, q(P2): 10, q(V1): 10, q(V2): 10}
     router(app).snapshot.stop()
+
+
+def test_a_pre_4_router_after_it_is_asked_as_celery_asks_it(fleet: FailureTable) -> None:
+    class OldStyle:  # route_for_task(task, args, kwargs): Celery still supports these
+        def route_for_task(self, task: str, args: Any = None, kwargs: Any = None) -> Any:
+            return {"queue": "video"} if task == "app.v" else None
+
+    app = Celery("rfq-old", broker="memory://", set_as_current=False)
+    app.conf.task_routes = [
+        Router(app, settings=Settings(redis_url=URL, namespace="t")),
+        OldStyle(),
+    ]
+    assert queues(app, "app.v", n=4) == {q(V1): 2, q(V2): 2}
+    router(app).snapshot.stop()

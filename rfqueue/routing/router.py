@@ -131,7 +131,7 @@ class Router:
             return route  # no registered worker consumes it: Celery sends it there
         queues = self._eligible(index, pool, name, routes.default_queue, up=True)
         if not queues:
-            return self._no_worker_up(index, pool, name, args, kwargs, options, route)
+            return self._no_worker_up(routes, pool, name, args, kwargs, options, route)
         return self._choose(queues, pool, name, args, kwargs, options, route)
 
     def _routes_of(self, task: Any) -> AppRoutes:
@@ -194,7 +194,7 @@ class Router:
 
     def _no_worker_up(
         self,
-        index: PoolIndex,
+        routes: AppRoutes,
         pool: str,
         name: str,
         args: Sequence[Any],
@@ -213,7 +213,8 @@ class Router:
                 f"rfqueue: no worker is up to run {name} in pool {pool!r} "
                 "(rfqueue_no_worker_up=error)"
             )
-        queues = self._eligible(index, pool, name, self._routes_of(None).default_queue, up=False)
+        index = self.snapshot.pools
+        queues = self._eligible(index, pool, name, routes.default_queue, up=False)
         if not queues:
             self._tell(name, "no worker of pool %r has %s registered; left to Celery's route",
                        pool, name)  # fmt: skip

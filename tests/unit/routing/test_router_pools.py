@@ -83,6 +83,19 @@ class TestTaskSets:
         assert queues(app, "celery.ping") == {q(P1): 6, q(P2): 6}
 
 
+def test_a_worker_whose_task_set_changes_on_restart_is_routed_by_the_new_one(
+    app: Celery, fleet: FailureTable
+) -> None:
+    # Given p2 restarted with a build that has app.t too
+    fleet.register(P2, q(P2), Service.of(["celery"], ["app.t", "app.plain"]))
+    assert queues(fresh(app), "app.t") == {q(P1): 6, q(P2): 6}
+    # When p1 restarts with a build without it
+    fleet.mark_down(P1, Reason.SHUTDOWN)
+    fleet.register(P1, q(P1), Service.of(["celery"], ["app.plain"]))
+    # Then app.t goes to p2 only
+    assert queues(fresh(app), "app.t") == {q(P2): 12}
+
+
 class TestPools:
     def test_a_user_route_picks_the_pool(self, app: Celery) -> None:
         assert queues(app, "app.v") == {q(V1): 6, q(V2): 6}

@@ -1,8 +1,11 @@
-"""The Celery router: each routed task goes to the queue of one worker that is up.
+"""The Celery router: each routed task goes to the queue of one up worker of its pool.
 
 Use it as a ``task_routes`` entry, by dotted path (``"rfqueue.router.route"``, which
 reads the settings of the app that sends the task) or as an instance
-(``Router(app)``). It never calls Redis per task: it reads a :class:`Snapshot`.
+(``Router(app)``). The routes after it, ``queue=`` and the default queue decide a
+task's pool (:mod:`~rfqueue.routing.destination`); the policy picks, among the up
+workers of that pool that have the task registered, the one whose own queue gets it.
+It never calls Redis per task: it reads a :class:`Snapshot` and its pool index.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CLI misuse that tests/unit/cli/test_cli.py does not cover: one line, the right exit code, no change.
+"""CLI misuse that tests/unit/cli/test_cli.py does not cover: one line, the right exit, no change.
 
 A user mistake exits 2 with one line on stderr naming the argument or setting; an
 unreachable Redis exits 1 with one line; neither prints a traceback or writes anything.

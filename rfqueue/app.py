@@ -90,9 +90,10 @@ def install(app: Any, **settings: Any) -> Settings:
     """Route ``app``'s tasks through rfqueue and make its workers take part.
 
     Call it after the app is configured. Keyword arguments set ``rfqueue_<name>``
-    settings; ``RFQUEUE_<NAME>`` environment variables override them. It appends the
-    router to ``task_routes`` (your own routes keep priority; a retry is routed afresh,
-    see :mod:`rfqueue.unpin`), registers the
+    settings; ``RFQUEUE_<NAME>`` environment variables override them. It puts the
+    router in front of your ``task_routes``, which it asks for each task's pool (your
+    routes and ``queue=`` choose the pool, rfqueue the worker in it; a retry is routed
+    afresh, see :mod:`rfqueue.routing.unpin`), registers the
     ``rfqueue.chaos`` task, adds it to ``beat_schedule`` when ``chaos_enabled``, and
     adds the worker bootsteps (rfqueue's own, and the guard that drops queue items that
     are no kombu message, see :mod:`rfqueue.inbound`). Raises
@@ -105,8 +106,10 @@ def install(app: Any, **settings: Any) -> Settings:
     routes = list(routes) if isinstance(routes, (list, tuple)) else ([routes] if routes else [])
     # Unpin first: a retry's pin to a dedicated queue would win over every router.
     # The chaos tick goes to the control queue every worker consumes, never behind a backlog.
+    # Then the router, which asks your routes (after it) for each task's pool and picks an
+    # up worker of that pool (see rfqueue.routing.destination).
     control = {CHAOS_TASK: {"queue": Keys(resolved.namespace).control_queue}}
-    app.conf.task_routes = [Unpin(resolved.queue_prefix), control, *routes, Router(app)]
+    app.conf.task_routes = [Unpin(resolved.queue_prefix), control, Router(app), *routes]
 
     def chaos(**overrides: Any) -> dict[str, Any]:
         """One tick of the random-failure job (see :mod:`rfqueue.chaos`)."""

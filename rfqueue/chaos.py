@@ -27,6 +27,8 @@ from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Budget, FailureTable
 from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.registry import snapshot_for
+from rfqueue.table.service import pools_or_default
+from rfqueue.validation import pool_max_paused, pool_min_up
 
 logger = logging.getLogger(__name__)
 
@@ -63,19 +65,42 @@ class ChaosJob:
     """Runs ticks against one table, with one set of settings."""
 
     def __init__(
-        self, settings: Settings, table: FailureTable, control: RemoteControl | None = None
+        self,
+        settings: Settings,
+        table: FailureTable,
+        control: RemoteControl | None = None,
+        default_pool: str = "celery",
     ) -> None:
         self.settings = settings
         self.table = table
         self.control = control or RemoteControl(None)
+        #: the app's ``task_default_queue``: the pool of entries with no known pools
+        self.budget = Budget(
+            settings.max_paused,
+            settings.min_up,
+            pool_max_paused(settings.pool_max_paused),
+            pool_min_up(settings.pool_min_up),
+            default_pool,
+        )
 
     def check_fleet(self, entries: dict[str, Entry]) -> None:
-        """Refuse a ``max_paused`` count larger than the registered fleet."""
+        """Refuse a ``max_paused`` count larger than the fleet, or a pool nobody serves."""
         limit = self.settings.max_paused
         if isinstance(limit, int) and limit > len(entries):
             raise ChaosRefused(
                 f"rfqueue_max_paused: {limit} is larger than the fleet ({len(entries)} workers)"
             )
+        served = {
+            p for e in entries.values() for p in pools_or_default(e.pools, self.budget.default_pool)
+        }
+        for name, named in (("pool_max_paused", self.budget.pool_max_paused),
+                            ("pool_min_up", self.budget.pool_min_up)):  # fmt: skip
+            unknown = sorted(set(named) - served)
+            if unknown:
+                raise ChaosRefused(
+                    f"rfqueue_{name}: no registered worker serves pool {unknown[0]!r} "
+                    f"(pools: {', '.join(sorted(served)) or 'none'})"
+                )
 
     def tick(self) -> TickReport:
         """One tick; raises Redis errors rather than act on a view it could not read."""
@@ -105,18 +130,22 @@ class ChaosJob:
             for name, e in entries.items()
             if e.effective_state(now) is State.UP and name not in s.protected
         )
-        budget = Budget(s.max_paused, s.min_up)
+        budget = self.budget
         # Only a dry run counts by itself; a real pause is counted inside pause.lua.
         out = (
             sum(e.effective_state(now) is not State.UP for e in entries.values())
             if s.dry_run
             else 0
         )
+        planned: list[str] = []
         for name in rng.sample(eligible, min(s.chaos_k, len(eligible))):
             seconds = rng.uniform(s.chaos_min_duration, s.chaos_max_duration)
             if s.dry_run:  # the same budget check as the pause script, without the pause
-                if budget.allows(out, len(entries)):
+                if budget.allows(out, len(entries)) and budget.allows_in_pools(
+                    entries[name], entries.values(), now, planned
+                ):
                     out += 1
+                    planned.append(name)
                     report.would_pause.append((name, seconds))
                     self._record_dry_run(name, seconds)
                 else:
@@ -161,6 +190,8 @@ CHAOS_FIELDS = (
     "chaos_max_duration",
     "max_paused",
     "min_up",
+    "pool_max_paused",
+    "pool_min_up",
     "protected",
     "seed",
     "dry_run",
@@ -171,7 +202,8 @@ CHAOS_FIELDS = (
 def chaos_overrides(settings: Settings) -> dict[str, Any]:
     """The chaos part of ``settings``, JSON-ready, for the beat schedule entry."""
     values = {name: getattr(settings, name) for name in CHAOS_FIELDS}
-    values["protected"] = list(settings.protected)
+    for name in ("protected", "pool_max_paused", "pool_min_up"):
+        values[name] = list(getattr(settings, name))
     return values
 
 
@@ -182,7 +214,8 @@ def run_tick(app: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any
         return _skipped(f"unknown arguments {sorted(unknown)}")
     try:
         settings = Settings.load(app.conf, **(overrides or {}))
-        report = ChaosJob(settings, snapshot_for(settings).table, RemoteControl(app)).tick()
+        table, control = snapshot_for(settings).table, RemoteControl(app)
+        report = ChaosJob(settings, table, control, app.conf.task_default_queue).tick()
     except (SettingsError, ChaosRefused) as exc:
         return _skipped(str(exc))
     except (redis.RedisError, OSError) as exc:

@@ -35,22 +35,29 @@ class RemoteControl:
         self._warn = RateLimitedWarning(logger)
 
     def stop_consuming(self, entry: Entry) -> None:
-        """Ask ``entry.worker`` to cancel its consumer of ``entry.queue``."""
-        self._send("cancel_consumer", entry)
+        """Ask ``entry.worker`` to cancel its consumers of ``entry.queue`` and its pools.
+
+        Its own queue first: a worker that consumes its own queue consumes all its pools
+        (the worker's enforcer learns its pools from that). A worker without known pools
+        (from before pools) only has its own queue cancelled: it would not re-add them.
+        """
+        for queue in (entry.queue, *entry.pools):
+            self._send("cancel_consumer", entry.worker, queue)
 
     def start_consuming(self, entry: Entry) -> None:
-        """Ask ``entry.worker`` to consume ``entry.queue`` again."""
-        self._send("add_consumer", entry)
+        """Ask ``entry.worker`` to consume its pools and ``entry.queue`` again (that last)."""
+        for queue in (*entry.pools, entry.queue):
+            self._send("add_consumer", entry.worker, queue)
 
-    def _send(self, command: str, entry: Entry) -> None:
+    def _send(self, command: str, worker: str, queue: str) -> None:
         if self.app is None:
             return
         try:
             self.app.control.broadcast(
-                command, arguments={"queue": entry.queue}, destination=[entry.worker], reply=False
+                command, arguments={"queue": queue}, destination=[worker], reply=False
             )
         except Exception as exc:  # the worker's own enforcement will catch up
-            self._warn("rfqueue: remote control %s to %s failed: %r", command, entry.worker, exc)
+            self._warn("rfqueue: remote control %s to %s failed: %r", command, worker, exc)
 
 
 class Refused(Exception):

@@ -7,13 +7,15 @@ scripts, which touch several keys at once, also run on Redis Cluster.
 key                            type    content
 =============================  ======  =====================================================
 ``{ns}:workers``               hash    nodename -> JSON entry (queue, state, reason, since,
-                                       until, note, version)
+                                       until, note, version, pools, tasks)
 ``{ns}:heartbeats``            hash    nodename -> epoch seconds of the last heartbeat
 ``{ns}:liveness``              hash    ``last``: newest heartbeat of any worker; ``since``: when
                                        heartbeats resumed after a fleet-wide gap (an outage)
 ``{ns}:version``               string  counter; every change takes the next value as the
                                        changed entry's ``version``
 ``{ns}:events``                list    JSON events, newest first, capped
+``{ns}:tasks:<digest>``        set     task names a worker registered; ``<digest>`` (the entry's
+                                       ``tasks``) is made of them, so equal sets share one key
 ``{ns}:chaos:ticks``           string  counter of chaos ticks, mixed into the seed
 ``{ns}:routed``                hash    queue -> tasks routed to it, flushed by routers in batches
 ``{ns}:rescue:lock:<queue>``   string  held by the one process moving ``queue``'s stranded tasks
@@ -49,6 +51,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_NAMESPACE = "rfqueue"
+
+#: the message header in which the router records a task's pool (its logical queue), so
+#: that the rescue moves the task only inside its pool and a retry stays in it
+POOL_HEADER = "rfqueue-pool"
 
 #: upper bounds (seconds) of the buckets of ``{ns}:rescue:latency``, then ``+Inf``; the
 #: rescuers write them and the exporter reads them, so they are part of the key's format
@@ -91,6 +97,10 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self._tag}:events"
+
+    def task_set(self, digest: str) -> str:
+        """The set of task names whose digest is ``digest`` (see rfqueue.table.service)."""
+        return f"{self._tag}:tasks:{digest}"
 
     @property
     def chaos_ticks(self) -> str:

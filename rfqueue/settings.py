@@ -22,7 +22,7 @@ from rfqueue.connection import (
     masked_url,
 )
 from rfqueue.keys import DEFAULT_NAMESPACE
-from rfqueue.validation import NoWorkerUp, SettingsError, validate
+from rfqueue.validation import NoWorkerUp, SettingsError, max_paused_value, validate
 
 __all__ = ["DEFAULT_REDIS_URL", "NoWorkerUp", "Settings", "SettingsError", "default_redis_url"]
 
@@ -90,6 +90,10 @@ class Settings:
     max_paused: int | float = 1
     #: fewest workers that must stay up
     min_up: int = 1
+    #: per pool: ``pool=max_paused`` pairs (``video=1,celery=25%``); other pools: max_paused
+    pool_max_paused: tuple[str, ...] = ()
+    #: per pool: ``pool=min_up`` pairs (``video=2``); other pools: min_up
+    pool_min_up: tuple[str, ...] = ()
     #: workers the chaos job never pauses
     protected: tuple[str, ...] = ()
     #: seed for reproducible chaos choices; unset for fresh randomness
@@ -170,15 +174,7 @@ def default_redis_url(conf: Mapping[str, Any], environ: Mapping[str, str]) -> st
 
 def parse_max_paused(value: Any, name: str = "rfqueue_max_paused") -> int | float:
     """``3`` is a count, ``0.25`` or ``25%`` a fraction of the fleet."""
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            return float(text[:-1]) / 100.0
-        number = float(text)
-    except ValueError:
-        raise SettingsError(f"{name}: expected a count or a fraction, got {value!r}") from None
-    # A whole number (0 included) is a count; validation rejects negative counts.
-    return int(number) if number.is_integer() else number
+    return max_paused_value(value, name)
 
 
 def _field(name: str) -> dataclasses.Field[Any]:
@@ -206,6 +202,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any, name: str) -> Any:
         if kind == "int | None":
             return None if value in ("", None) else int(value)
         if kind.startswith("tuple"):
+            if isinstance(value, Mapping):  # {"video": 1} in a Celery config: video=1
+                value = [f"{key}={item}" for key, item in value.items()]
             items = value.split(",") if isinstance(value, str) else value
             return tuple(str(item).strip() for item in items if str(item).strip())
     except (TypeError, ValueError):

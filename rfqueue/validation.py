@@ -7,7 +7,7 @@ CLI and the reference app can print it as the one line a user mistake deserves.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import redis
@@ -100,6 +100,57 @@ def _validate_chaos(s: Settings) -> None:
     else:
         _check(s.max_paused >= 0, "max_paused", "must not be negative")
     _check(s.min_up >= 0, "min_up", "must not be negative")
+    pool_max_paused(s.pool_max_paused)
+    pool_min_up(s.pool_min_up)
+
+
+def max_paused_value(value: Any, name: str = "rfqueue_max_paused") -> int | float:
+    """``3`` is a count, ``0.25`` or ``25%`` a fraction of the fleet (or of a pool)."""
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            return float(text[:-1]) / 100.0
+        number = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a count or a fraction, got {value!r}") from None
+    # A whole number (0 included) is a count; validation rejects negative counts.
+    return int(number) if number.is_integer() else number
+
+
+def _pairs(pairs: Iterable[str], name: str) -> Iterator[tuple[str, str]]:
+    for pair in pairs:
+        pool, sep, raw = pair.rpartition("=")
+        if not sep or not pool.strip() or not raw.strip():
+            raise SettingsError(f"rfqueue_{name}: expected pool=value, got {pair!r}")
+        yield pool.strip(), raw.strip()
+
+
+def pool_max_paused(pairs: Iterable[str]) -> dict[str, int | float]:
+    """``["video=1", "celery=25%"]`` -> ``{"video": 1, "celery": 0.25}``; SettingsError if bad."""
+    limits: dict[str, int | float] = {}
+    for pool, raw in _pairs(pairs, "pool_max_paused"):
+        limit = max_paused_value(raw, "rfqueue_pool_max_paused")
+        if isinstance(limit, float):
+            ok = 0 < limit < 1
+            _check(ok, "pool_max_paused", f"a fraction for {pool} must be between 0 and 1")
+        else:
+            _check(limit >= 0, "pool_max_paused", f"{pool} must not be negative, got {limit}")
+        limits[pool] = limit
+    return limits
+
+
+def pool_min_up(pairs: Iterable[str]) -> dict[str, int]:
+    """``["video=2"]`` -> ``{"video": 2}``; SettingsError if bad."""
+    floors: dict[str, int] = {}
+    for pool, raw in _pairs(pairs, "pool_min_up"):
+        try:
+            floors[pool] = int(raw)
+        except ValueError:
+            raise SettingsError(
+                f"rfqueue_pool_min_up: {pool} needs a whole number, got {raw!r}"
+            ) from None
+        _check(floors[pool] >= 0, "pool_min_up", f"{pool} must not be negative")
+    return floors
 
 
 def _check(ok: bool, name: str, message: str) -> None:

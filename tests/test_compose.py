@@ -177,14 +177,33 @@ def test_redis_keeps_an_aof_and_wants_a_password(services: dict[str, Any]) -> No
 
 def test_three_workers_with_distinct_node_names(services: dict[str, Any]) -> None:
     workers = services_running(services, WORKER_COMMAND)
-    assert len(workers) >= 3, workers
+    assert len([w for w in workers if not services[w].get("profiles")]) >= 3, workers
     hostnames = []
     for name in workers:
         rest = argv(services[name])[len(WORKER_COMMAND) :]
         assert re.fullmatch(r"[\w.-]+@%h", rest[0]), f"{name}: bad --hostname {rest[0]!r}"
-        assert rest[1:] in ([], ["--loglevel", "INFO"]), f"{name}: extra arguments {rest[1:]}"
+        pool = rest[4:] if rest[3:4] == ["-Q"] else []  # a worker of another pool: -Q QUEUE
+        extra = rest[1:3] if pool else rest[1:]
+        assert extra in ([], ["--loglevel", "INFO"]), f"{name}: extra arguments {rest[1:]}"
         hostnames.append(rest[0])
     assert len(set(hostnames)) == len(hostnames), f"node names repeat: {hostnames}"
+
+
+def test_a_second_pool_behind_a_profile(services: dict[str, Any]) -> None:
+    # `docker compose --profile pools up` adds two workers of the video pool, the queue the
+    # reference app routes workers.media.transcode to; the default fleet stays as it was
+    from workers.app import app
+
+    video = [w for w in services_running(services, WORKER_COMMAND) if services[w].get("profiles")]
+    assert len(video) == 2, video
+    for name in video:
+        assert services[name]["profiles"] == ["pools"]
+        assert argv(services[name])[-2:] == ["-Q", "video"]
+        assert services[name].get("hostname") == name
+    assert {"workers.media.transcode": {"queue": "video"}} in app.conf.task_routes
+    # a per-pool setting naming `video` would stop every tick of the fleet without the profile
+    for service in services.values():
+        assert not {"RFQUEUE_POOL_MAX_PAUSED", "RFQUEUE_POOL_MIN_UP"} & set(environment(service))
 
 
 def test_workers_get_time_for_a_warm_shutdown(services: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ import kombu.connection
 from kombu.utils.url import maybe_sanitize_url
 
 from rfqueue.brokers.base import Broker, BrokerRefused, BrokerUnavailable, Chooser
+from rfqueue.keys import POOL_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,13 @@ MOVE_BATCH = 1000
 
 #: AMQP reply code of a passive declare of a queue that does not exist
 NOT_FOUND = 404
+
+
+def _key(message: Any) -> tuple[str, str]:
+    """``(task, pool)`` from a message's headers ('' for what is missing)."""
+    headers = getattr(message, "headers", None) or {}
+    task, pool = headers.get("task"), headers.get(POOL_HEADER)
+    return (task if isinstance(task, str) else "", pool if isinstance(pool, str) else "")
 
 
 class AmqpBroker(Broker):
@@ -66,20 +74,31 @@ class AmqpBroker(Broker):
             return {queue: self._depth(queue) for queue in queues}
 
     def move(self, source: str, choose: Chooser) -> Counter[str]:
-        """Move up to :data:`MOVE_BATCH` messages; a later round moves the rest."""
+        """Move up to :data:`MOVE_BATCH` messages; a later round moves the rest.
+
+        A message with nowhere to go (``choose`` names no queue for its task and pool) is
+        held unacknowledged until the batch ends, then rejected with requeue: RabbitMQ
+        puts it back in its place, and the batch goes on past it meanwhile.
+        """
         moved: Counter[str] = Counter()
         with self._lock, self._errors_as_unavailable():
             channel = self._open_channel()
+            stay: list[Any] = []
             for _ in range(MOVE_BATCH):
                 message = channel.basic_get(queue=source, no_ack=False)
                 if message is None:
                     break
-                target = choose()
+                target = choose(*_key(message))
+                if target is None:
+                    stay.append(message.delivery_tag)
+                    continue
                 # With confirms on, this returns once RabbitMQ has the message; mandatory
                 # makes a publish to a queue that does not exist raise instead of vanish.
                 channel.basic_publish(message, exchange="", routing_key=target, mandatory=True)
                 channel.basic_ack(message.delivery_tag)
                 moved[target] += 1
+            for tag in stay:
+                channel.basic_reject(tag, requeue=True)
         return moved
 
     # restore_unacked: the broker's default (nothing); RabbitMQ requeues them itself.

@@ -27,8 +27,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: picks the up queue that one moved message goes to
-Chooser = Callable[[], str]
+#: picks the up queue one moved message goes to, by its task name and its pool (the
+#: ``rfqueue-pool`` header; '' for what a message lacks); None: it has nowhere to go, and stays
+Chooser = Callable[[str, str], "str | None"]
 
 #: reads the depth of each of the given queues (a broker's, or a Redis client's)
 DepthReader = Callable[[Sequence[str]], dict[str, int]]
@@ -58,7 +59,10 @@ class Broker:
         return {}
 
     def move(self, source: str, choose: Chooser) -> Counter[str]:
-        """Move the messages waiting in ``source``, each to the queue ``choose()`` names."""
+        """Move the messages waiting in ``source``, each to the queue ``choose`` names.
+
+        Those it names none for stay in ``source``, in their order.
+        """
         return Counter()
 
     def restore_unacked(

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from rfqueue.brokers.base import Chooser
 from rfqueue.brokers.redis_layout import BrokerLayout, queue_depths
+from rfqueue.keys import POOL_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -47,32 +48,47 @@ class StrandedMessages:
         return queue_depths(self.client, queues, lists=self.layout.lists)
 
     def move(self, source: str, choose: Chooser) -> Counter[str]:
-        """Move every message waiting in ``source``, each to the queue ``choose()`` names.
+        """Move the messages waiting in ``source`` that ``choose(task, pool)`` finds a queue for.
 
-        Returns how many went to each queue. Messages pushed meanwhile by a router
-        with an old view are moved too, by a later call.
+        The others stay where they are, in their order. Returns how many went to each
+        queue. Messages pushed meanwhile by a router with an old view are moved too, by a
+        later call.
         """
         moved: Counter[str] = Counter()
         for index, source_list in enumerate(self.layout.lists(source)):
-            waiting = int(self.client.llen(source_list))
-            plan = Counter(choose() for _ in range(waiting))
-            for target, count in plan.items():
-                target_list = self.layout.lists(target)[index]
-                moved[target] += self._move_list(source_list, target_list, source, target, count)
+            moved += self._move_list(source_list, index, source, choose)
         return moved
 
     def _move_list(
-        self, source_list: str, target_list: str, source: str, target: str, count: int
-    ) -> int:
-        done = 0
-        while done < count:
-            batch = min(MOVE_BATCH, count - done)
-            args = [batch, json.dumps(source), json.dumps(target)]
-            n = int(self._move(keys=[source_list, target_list], args=args))
-            done += n
-            if n < batch:  # the list ran dry (another rescuer took the rest)
-                break
-        return done
+        self, source_list: str, index: int, source: str, choose: Chooser
+    ) -> Counter[str]:
+        """Look at the list a window at a time from its newest end; move what can go."""
+        moved: Counter[str] = Counter()
+        kept = 0  # the messages at the newest end that stay
+        while True:
+            window = self.client.lrange(source_list, kept, kept + MOVE_BATCH - 1)
+            plan = _plan(window, choose)
+            if plan:
+                done, stayed = self._run_plan(source_list, index, source, kept, plan)
+                moved += done
+                kept += stayed
+            else:
+                kept += len(window)
+            if len(window) < MOVE_BATCH:
+                return moved
+
+    def _run_plan(
+        self, source_list: str, index: int, source: str, skip: int, plan: dict[str, list[str]]
+    ) -> tuple[Counter[str], int]:
+        targets = sorted({t for queues in plan.values() for t in queues})
+        slot = {target: i + 2 for i, target in enumerate(targets)}  # KEYS index, 1-based
+        keys = [source_list, *(self.layout.lists(t)[index] for t in targets)]
+        steps = {key: [slot[t] for t in queues] for key, queues in plan.items()}
+        args = [MOVE_BATCH, skip, json.dumps(source), json.dumps(steps)]
+        reply = json.loads(self._move(keys=keys, args=[*args, *map(json.dumps, targets)]))
+        counts = reply["moved"] or []  # Lua writes an empty list as {}
+        done = Counter({t: int(n) for t, n in zip(targets, counts, strict=True) if n})
+        return done, int(reply["kept"])
 
     def restore_unacked(
         self, queues: Collection[str], choose: Chooser, held: Collection[str] = ()
@@ -89,10 +105,13 @@ class StrandedMessages:
             return restored
         layout = self.layout
         for tag, raw in self.client.hscan_iter(layout.prefix + layout.unacked):
-            payload = _unacked_payload(raw, queues)
-            if payload is None or tag in held:
+            unacked = _unacked_payload(raw, queues)
+            if unacked is None or tag in held:
                 continue
-            target = choose()
+            payload, queue = unacked
+            # Nowhere to go (no up worker of its pool has its task): back to its own queue,
+            # where it waits to be moved like any stranded message.
+            target = choose(*payload_key(payload)) or queue
             _redirect(payload, target)
             key = layout.list_for(target, payload.get("properties", {}).get("priority"))
             keys = [layout.prefix + layout.unacked, layout.prefix + layout.unacked_index, key]
@@ -101,8 +120,37 @@ class StrandedMessages:
         return restored
 
 
-def _unacked_payload(raw: Any, queues: Collection[str]) -> dict[str, Any] | None:
-    """The message of an ``unacked`` entry ``[message, exchange, routing_key]`` from ``queues``."""
+def message_key(raw: str) -> tuple[str, str]:
+    """``(task, pool)`` of a queued message, as move_stranded.lua reads it ('' if missing)."""
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return "", ""
+    return payload_key(message) if isinstance(message, dict) else ("", "")
+
+
+def payload_key(message: dict[str, Any]) -> tuple[str, str]:
+    """``(task, pool)`` from a decoded kombu message's headers ('' for what is missing)."""
+    headers = message.get("headers")
+    if not isinstance(headers, dict):
+        return "", ""
+    task, pool = headers.get("task"), headers.get(POOL_HEADER)
+    return (task if isinstance(task, str) else "", pool if isinstance(pool, str) else "")
+
+
+def _plan(window: Iterable[str], choose: Chooser) -> dict[str, list[str]]:
+    """For each key with somewhere to go, a target per message (the policy spreads them)."""
+    plan: dict[str, list[str]] = {}
+    for raw in window:
+        task, pool = message_key(raw)
+        target = choose(task, pool)
+        if target is not None:
+            plan.setdefault(f"{task}\n{pool}", []).append(target)
+    return plan
+
+
+def _unacked_payload(raw: Any, queues: Collection[str]) -> tuple[dict[str, Any], str] | None:
+    """The message and queue of an ``unacked`` entry ``[message, exchange, routing_key]``."""
     try:
         payload, _exchange, routing_key = json.loads(raw)
     except (ValueError, TypeError):
@@ -112,7 +160,7 @@ def _unacked_payload(raw: Any, queues: Collection[str]) -> dict[str, Any] | None
         return None
     if not isinstance(payload.get("properties", {}), dict) or routing_key not in queues:
         return None
-    return payload
+    return payload, routing_key
 
 
 def _redirect(payload: dict[str, Any], queue: str) -> None:

@@ -72,6 +72,11 @@ class Context:
                 app.conf.broker_transport_options["master_name"] = self.settings.sentinel_master
         return RemoteControl(app)
 
+    @property
+    def default_pool(self) -> str:
+        """The app's default queue: the pool of workers whose pools are not known."""
+        return str(self.app.conf.task_default_queue) if self.app is not None else "celery"
+
     def broker(self) -> Broker | None:
         """The app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
         url = os.environ.get("CELERY_BROKER_URL")
@@ -191,6 +196,8 @@ def status_document(
             "heartbeat": e.heartbeat,
             "note": e.note,
             "version": e.version,
+            "pools": list(e.pools),
+            "tasks": e.tasks,
         }
         for e in (entries[name] for name in sorted(entries))
     ]
@@ -207,7 +214,18 @@ def _print_status(
     """The table as a rich grid; ``now`` is the table's (the Redis server's) time."""
     console = Console()
     grid = Table(title=f"rfqueue table {settings.namespace!r} at {settings.safe_redis_url}")
-    for column in ("worker", "queue", "depth", "state", "reason", "since", "until", "heartbeat"):
+    columns = (
+        "worker",
+        "queue",
+        "depth",
+        "pools",
+        "state",
+        "reason",
+        "since",
+        "until",
+        "heartbeat",
+    )
+    for column in columns:
         grid.add_column(column, justify="right" if column == "depth" else "left")
     colours = {"up": "green", "paused": "yellow", "down": "red"}
     for name in sorted(entries):
@@ -221,6 +239,7 @@ def _print_status(
             escape(e.worker),
             escape(e.queue),
             "?" if depths is None else str(depths.get(e.queue, 0)),
+            escape(",".join(e.pools) or "-"),  # -: not known (a worker from before pools)
             f"[{colours[e.state.value]}]{state}[/]",
             e.reason.value if e.reason else "",
             _ago(now, e.since),
@@ -323,7 +342,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
         seed=obj.settings.seed if seed is None else seed,
     )
     try:
-        report = ChaosJob(settings, obj.table, obj.control()).tick()
+        report = ChaosJob(settings, obj.table, obj.control(), obj.default_pool).tick()
     except ChaosRefused as exc:
         raise click.UsageError(str(exc)) from None
     for line in report.lines():

@@ -20,6 +20,9 @@ broker_url = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
 
 app = Celery("rfqueue_demo", broker=broker_url, set_as_current=False)
 app.conf.update(rfqueue.recommended_config(broker_url), task_ignore_result=True)
+# Its workers consume this queue (``-Q``), never the `celery` queue of a shared Redis: it is
+# the pool the demo's tasks are routed in (rfqueue.demo.services.DEMO_QUEUE).
+app.conf.task_default_queue = "rfqueue-demo"
 rfqueue.install(app)
 
 

@@ -41,25 +41,34 @@ def state_text(row: WorkerRow) -> str:
 
 
 def workers_table(view: FleetView) -> Table:
-    grid = Table(title="workers", title_justify="left", expand=False)
+    """One row per worker; its pools in a column when they differ, else in the title."""
+    kinds = {row.pools for row in view.rows}
+    by_pool = len(kinds) > 1
+    title = "workers"
+    if len(kinds) == 1 and (pools := next(iter(kinds))):
+        title += f" in pool {', '.join(pools)}"
+    grid = Table(title=escape(title), title_justify="left", expand=False)
     grid.add_column("worker")
+    if by_pool:
+        grid.add_column("pools")
     grid.add_column("state (pause left)")
     grid.add_column("queue depth", justify="right")
     grid.add_column("done", justify="right")
     grid.add_column("tasks/s", justify="right")
     for row in view.rows:
         style = STATE_STYLES.get(row.state, "")
+        cells = [escape(",".join(row.pools) or "-")] if by_pool else []
         grid.add_row(
             escape(row.worker),
+            *cells,
             f"[{style}]{escape(state_text(row))}[/]",
             str(row.depth),
             str(row.done),
             f"{row.rate:.0f}",
         )
     grid.add_section()
-    grid.add_row(
-        "total", _states_summary(view), str(view.depth), str(view.done), f"{view.rate:.0f}"
-    )
+    total = [str(view.depth), str(view.done), f"{view.rate:.0f}"]
+    grid.add_row("total", *([""] if by_pool else []), _states_summary(view), *total)
     return grid
 
 

@@ -63,6 +63,8 @@ class WorkerRow:
     depth: int
     done: int
     rate: float
+    #: the queues it consumes besides its own (``-Q``); () when unknown
+    pools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class Monitor:
                     depth=depths.get(entry.queue, 0),
                     done=self.ledger.done[name],
                     rate=rates[name],
+                    pools=entry.pools,
                 )
             )
         return FleetView(

@@ -46,7 +46,7 @@ def shown_state(entry: Entry, now: float) -> str:
 
 def pools_of(entry: Entry) -> list[str]:
     """The shared queues (pools) a worker consumes, once the table records them."""
-    return [str(pool) for pool in getattr(entry, "pools", None) or ()]
+    return [str(pool) for pool in entry.pools]
 
 
 def budget_in_use(entries: Iterable[Entry], settings: Settings, now: float) -> dict[str, Any]:

@@ -1,12 +1,11 @@
 """Series about the fleet as a whole: workers per pool and the blast-radius budget.
 
 ``rfqueue_pool_workers{pool,state}`` counts each worker once in every pool it serves.
-Entries say which pools a worker serves once workers record them (a ``pools`` field);
-until then, and for an entry without it, a worker is counted in the pool
-:data:`DEFAULT_POOL`. The budget gauges make the chaos invariant checkable from
-Prometheus alone: ``rfqueue_chaos_paused`` (workers paused by chaos right now) never
-exceeds ``rfqueue_budget_max_paused`` (``max_paused`` resolved against the registered
-fleet, as ``pause.lua`` resolves it).
+An entry that names no pools (a worker from before pools) is counted in the app's
+default queue, the pool such a worker consumes. The budget gauges make the chaos
+invariant checkable from Prometheus alone: ``rfqueue_chaos_paused`` (workers paused by
+chaos right now) never exceeds ``rfqueue_budget_max_paused`` (``max_paused`` resolved
+against the registered fleet, as ``pause.lua`` resolves it).
 """
 
 from __future__ import annotations
@@ -18,20 +17,15 @@ from typing import TYPE_CHECKING
 
 from rfqueue.settings import Settings
 from rfqueue.table.entry import Entry, Reason, State
+from rfqueue.table.service import pools_or_default
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-#: the pool of a worker whose entry names none
-DEFAULT_POOL = "default"
 
-
-def pools_of(entry: Entry) -> tuple[str, ...]:
-    """The pools ``entry`` serves; :data:`DEFAULT_POOL` when it names none (yet)."""
-    return tuple(getattr(entry, "pools", None) or ()) or (DEFAULT_POOL,)
-
-
-def pool_families(entries: Mapping[str, Entry], now: float) -> Iterator[Metric]:
+def pool_families(
+    entries: Mapping[str, Entry], now: float, default_pool: str = "celery"
+) -> Iterator[Metric]:
     from prometheus_client.core import GaugeMetricFamily
 
     family = GaugeMetricFamily(
@@ -40,7 +34,7 @@ def pool_families(entries: Mapping[str, Entry], now: float) -> Iterator[Metric]:
     counts: Counter[tuple[str, str]] = Counter()
     for entry in entries.values():
         state = entry.effective_state(now).value
-        for pool in pools_of(entry):
+        for pool in pools_or_default(entry.pools, default_pool):
             counts[(pool, state)] += 1
     for pool in sorted({pool for pool, _ in counts}):
         for state in State:

@@ -66,8 +66,11 @@ class TableCollector:
         snapshot: Snapshot | None = None,
         depths: DepthReader | None = None,
         heads: HeadReader | None = None,
+        default_pool: str = "celery",
     ):
         self.settings = settings
+        #: the pool of workers whose pools are not known (the app's default queue)
+        self.default_pool = default_pool
         self.table = table
         self.snapshot = snapshot
         #: the broker's depths (RabbitMQ, or another Redis); by default the table's Redis
@@ -163,7 +166,7 @@ class TableCollector:
         for name in sorted(entries):
             oldest.add_metric([entries[name].queue, name], ages.get(entries[name].queue, 0.0))
         yield oldest
-        yield from pool_families(entries, now)
+        yield from pool_families(entries, now, self.default_pool)
         yield from budget_families(self.settings, entries, now)
         yield from rescue_families(self.table.client, self.table.keys, queues)
         yield from router_families(self.table.client, self.table.keys, self.table.now())
@@ -219,7 +222,11 @@ def _gauge(name: str, documentation: str, value: float) -> Metric:
 
 
 def serve(
-    settings: Settings, host: str, port: int, broker: Broker | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    broker: Broker | None = None,
+    default_pool: str = "celery",
 ) -> tuple[Any, Any]:
     """Start the HTTP server in a thread; returns prometheus_client's ``(server, thread)``.
 
@@ -231,7 +238,8 @@ def serve(
     snapshot.ensure_started()
     depths, heads = broker_readers(broker)
     registry = CollectorRegistry()
-    registry.register(TableCollector(settings, snapshot.table, snapshot, depths, heads))
+    collector = TableCollector(settings, snapshot.table, snapshot, depths, heads, default_pool)
+    registry.register(collector)
     return start_http_server(port, addr=host, registry=registry)
 
 
@@ -271,7 +279,7 @@ def metrics(obj: Any, port: int, host: str) -> int:
     settings: Settings = obj.settings
     settings.redis_client().ping()  # an unreachable Redis: one line from run_command
     try:
-        server, thread = serve(settings, host, port, obj.broker())
+        server, thread = serve(settings, host, port, obj.broker(), obj.default_pool)
     except OSError as exc:
         reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"fails: {exc.strerror}"
         raise click.BadParameter(f"port {port} on {host} {reason}", param_hint="'--port'") from None

@@ -1,8 +1,11 @@
-"""The Celery router: each routed task goes to the queue of one worker that is up.
+"""The Celery router: each routed task goes to the queue of one up worker of its pool.
 
 Use it as a ``task_routes`` entry, by dotted path (``"rfqueue.router.route"``, which
 reads the settings of the app that sends the task) or as an instance
-(``Router(app)``). It never calls Redis per task: it reads a :class:`Snapshot`.
+(``Router(app)``). The routes after it, ``queue=`` and the default queue decide a
+task's pool (:mod:`~rfqueue.routing.destination`); the policy picks, among the up
+workers of that pool that have the task registered, the one whose own queue gets it.
+It never calls Redis per task: it reads a :class:`Snapshot` and its pool index.
 """
 
 from __future__ import annotations
@@ -10,21 +13,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import redis
 
 from rfqueue.brokers import broker_for
 from rfqueue.log import RateLimitedWarning
+from rfqueue.routing.destination import AppRoutes, to_worker
 from rfqueue.routing.policies import Policy, PolicyError, create_policy
 from rfqueue.routing.presence import Presence
 from rfqueue.routing.routed import RoutedCounts, flush_quietly
 from rfqueue.settings import Settings
+from rfqueue.table.pools import PoolIndex
 from rfqueue.table.registry import snapshot_for
 from rfqueue.table.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
+
+#: entries of the (pool, task) cache before it starts afresh (task names sent by name
+#: can be anything; a pool index change clears it anyway)
+MAX_CACHED = 10_000
+
+#: seconds between two log lines about the same task name that no up worker has
+TELL_INTERVAL = 300.0
 
 
 class NoWorkerUp(RuntimeError):
@@ -49,6 +61,15 @@ class Router:
         #: reports this process's snapshot age to the exporter (see routing.presence)
         self._presence: Presence | None = None
         self._start_lock = threading.Lock()
+        #: a worker's dedicated queue starts with it: never a pool (set by _start)
+        self._prefix = Settings.queue_prefix
+        #: the last sending app and its routes after this router
+        self._app_routes: tuple[Any, AppRoutes] | None = None
+        #: (pool, task name, up only) -> eligible queues, for one pool index
+        self._eligible_cache: tuple[PoolIndex | None, dict[tuple[str, str, bool], tuple[str, ...]]]
+        self._eligible_cache = (None, {})
+        #: task name -> when the router last said why it had no up worker for it
+        self._told: dict[str, float] = {}
 
     @property
     def settings(self) -> Settings:
@@ -72,6 +93,7 @@ class Router:
                 self._settings = Settings.load(conf)
             if self._policy is None:
                 self._policy = create_policy(self._settings)
+            self._prefix = self._settings.queue_prefix
             snapshot = snapshot_for(self._settings)
             snapshot.ensure_started()
             snapshot.add_hook(self._flush_routed)
@@ -111,47 +133,75 @@ class Router:
         name: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        options: Mapping[str, Any],
+        options: MutableMapping[str, Any],
         task: Any = None,
         **_: Any,
-    ) -> dict[str, str] | None:
-        # The hot path: two attribute reads, the policy and a count; never a Redis call.
-        if options.get("queue"):  # the caller's queue wins in Celery: not ours to route or count
-            return None
+    ) -> Any:
+        # The hot path: the later routes, dict lookups, the policy and a count; never Redis.
         snapshot = self._snapshot
         if snapshot is None or not snapshot.started:
             snapshot = self._start(task)
-        queues = snapshot.up_queues
+        routes = self._routes_of(task)
+        route = routes.later_route(name, args, kwargs, options, task) if routes.later else None
+        pool, index = routes.logical_queue(options, route), snapshot.pools
+        if pool is None or pool.startswith(self._prefix):
+            return route  # a worker's own queue, or exchange routing: not ours to route
+        if not index.serves(pool, routes.default_queue):
+            return route  # no registered worker consumes it: Celery sends it there
+        queues = self._eligible(index, pool, name, routes.default_queue, up=True)
         if not queues:
-            return self._no_worker_up(name, args, kwargs, options)
+            return self._no_worker_up(routes, pool, name, args, kwargs, options, route)
+        return self._choose(queues, pool, name, args, kwargs, options, route)
+
+    def _routes_of(self, task: Any) -> AppRoutes:
+        """The sending app's routes after this router, and its default queue (cached)."""
+        app = self.app or getattr(task, "app", None)
+        if app is None:
+            from celery import current_app
+
+            app = current_app._get_current_object()
+        last = self._app_routes
+        if last is not None and last[0] is app:  # task_routes are never swapped at run time
+            return last[1]
+        routes = AppRoutes.of(app, self)
+        self._app_routes = (app, routes)
+        return routes
+
+    def _eligible(
+        self, index: PoolIndex, pool: str, name: str, default: str, up: bool
+    ) -> tuple[str, ...]:
+        """The queues of ``pool``'s (up) workers that have ``name``, cached per pool index."""
+        cached_index, cache = self._eligible_cache
+        if cached_index is not index or len(cache) > MAX_CACHED:
+            cache = {}
+            self._eligible_cache = (index, cache)
+        key = (pool, name, up)
+        queues = cache.get(key)
+        if queues is None:
+            members = index.up_in(pool, default) if up else index.registered_in(pool, default)
+            queues = cache[key] = index.having(members, name)
+        return queues
+
+    def _choose(
+        self,
+        queues: Sequence[str],
+        pool: str,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: MutableMapping[str, Any],
+        route: Any,
+    ) -> Any:
         try:
             queue = self._choose_queue(queues, name, args, kwargs, options)
         except PolicyError:  # the task's own mistake (no hash key): the sender must hear of it
             raise
         except Exception as exc:  # a policy bug must not break apply_async
             self._policy_failed(name, exc)
-            return None
+            return route
         counts = self._counts.counts
         counts[queue] = counts.get(queue, 0) + 1
-        return {"queue": queue}
-
-    def _choose(
-        self,
-        queues: Sequence[str],
-        name: str,
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        options: Mapping[str, Any],
-    ) -> dict[str, str] | None:
-        try:
-            queue = self._choose_queue(queues, name, args, kwargs, options)
-        except PolicyError:
-            raise
-        except Exception as exc:
-            self._policy_failed(name, exc)
-            return None
-        self.routed.add(queue)
-        return {"queue": queue}
+        return to_worker(queue, pool, options, route)
 
     def _policy_failed(self, name: str, exc: Exception) -> None:
         self._warn(
@@ -162,17 +212,42 @@ class Router:
         )
 
     def _no_worker_up(
-        self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], options: Mapping[str, Any]
-    ) -> dict[str, str] | None:
+        self,
+        routes: AppRoutes,
+        pool: str,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: MutableMapping[str, Any],
+        route: Any,
+    ) -> Any:
+        """No up worker of ``pool`` has ``name``: never send it to one that would drop it."""
         settings = self.settings
         if settings.no_worker_up == "fallback":
+            self._tell(name, "no up worker of pool %r has %s registered; sent to %r",
+                       pool, name, settings.fallback_queue)  # fmt: skip
             return {"queue": settings.fallback_queue}
         if settings.no_worker_up == "error":
-            raise NoWorkerUp(f"rfqueue: no worker is up to run {name} (rfqueue_no_worker_up=error)")
-        queues = self.snapshot.all_queues
-        if not queues:  # nothing registered yet: leave it to Celery's default queue
-            return None
-        return self._choose(queues, name, args, kwargs, options)
+            raise NoWorkerUp(
+                f"rfqueue: no worker is up to run {name} in pool {pool!r} "
+                "(rfqueue_no_worker_up=error)"
+            )
+        index = self.snapshot.pools
+        queues = self._eligible(index, pool, name, routes.default_queue, up=False)
+        if not queues:
+            self._tell(name, "no worker of pool %r has %s registered; left to Celery's route",
+                       pool, name)  # fmt: skip
+            return route
+        self._tell(name, "no up worker of pool %r has %s registered; spread over its %d "
+                   "registered workers that have it", pool, name, len(queues))  # fmt: skip
+        return self._choose(queues, pool, name, args, kwargs, options, route)
+
+    def _tell(self, name: str, message: str, *args: object) -> None:
+        """Log why ``name`` was not routed to an up worker, once per task name per interval."""
+        now = time.monotonic()
+        if now - self._told.get(name, float("-inf")) >= TELL_INTERVAL:
+            self._told[name] = now
+            logger.warning("rfqueue: " + message, *args)
 
 
 #: a router for ``task_routes = ["rfqueue.router.route"]``; reads the sending app's settings

@@ -6,7 +6,8 @@ over every router: a retry would go back to a worker that may be paused or dead 
 now. :class:`Unpin` sits first in ``task_routes``. When the options name a worker's
 dedicated queue (one that starts with ``queue_prefix``) it drops that pin from the
 options Celery merges the final route with, and answers nothing, so the routers after
-it (rfqueue's last) route the task like a new one.
+it (rfqueue's, which keeps the task in its pool by its ``rfqueue-pool`` header) route
+the task like a new one.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ Layering: this package imports only the foundation modules at the top of ``rfque
 (settings, keys, connection, log). It knows nothing of routing, brokers or workers.
 """
 
+from rfqueue.table.budget import Budget
 from rfqueue.table.entry import Entry, MalformedEntry, Reason, State
 from rfqueue.table.failure_table import (
-    Budget,
     Change,
     Event,
     FailureTable,

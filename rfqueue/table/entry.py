@@ -54,6 +54,11 @@ class Entry:
     version: int
     heartbeat: float | None = None
     note: str | None = None
+    #: queues it consumes besides its own and the control queue (``-Q``, or the default
+    #: queue); () when unknown (an entry from before pools): the default queue only
+    pools: tuple[str, ...] = ()
+    #: digest of its registered task names (their set: ``Keys.task_set``); None: unknown
+    tasks: str | None = None
 
     def effective_state(self, now: float) -> State:
         """The state with an expired pause counted as up, as every reader sees it."""
@@ -87,6 +92,8 @@ class Entry:
                 version=int(_number(data["version"])),
                 heartbeat=heartbeat,
                 note=data.get("note") or None,
+                pools=_pools(data.get("pools")),
+                tasks=_optional_text(data.get("tasks")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedEntry(f"{exc.__class__.__name__}: {exc}") from exc
@@ -96,6 +103,19 @@ def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a non-empty string, got {value!r}")
     return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _pools(value: Any) -> tuple[str, ...]:
+    # Lua's cjson writes an empty array as {}: both mean no pools known.
+    if value is None or value == {}:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of queue names, got {value!r}")
+    return tuple(_text(pool) for pool in value)
 
 
 def _number(value: Any) -> float:

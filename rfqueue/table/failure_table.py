@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from rfqueue.keys import Keys
+from rfqueue.table.budget import Budget
 from rfqueue.table.clock import ServerClock
 from rfqueue.table.entry import Entry, MalformedEntry, Reason
 from rfqueue.table.replication import ReplicaAcks
+from rfqueue.table.service import Service
 
 if TYPE_CHECKING:
     from rfqueue.settings import Settings
@@ -36,33 +38,6 @@ class TableError(Exception):
 
 class UnknownWorker(TableError):
     """The worker has no entry in the table."""
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How many workers may be paused or down at once, and how many must stay up.
-
-    ``max_paused`` is a count when it is an ``int`` and a fraction of the registered
-    fleet when it is a ``float`` below 1.
-    """
-
-    max_paused: int | float
-    min_up: int = 1
-
-    def allows(self, not_up: int, total: int) -> bool:
-        """Whether one more pause fits while ``not_up`` of ``total`` workers are out.
-
-        The same rule ``pause.lua`` applies atomically; this copy is for previews only.
-        """
-        limit = self.max_paused
-        if isinstance(limit, float):
-            limit = math.floor(limit * total)
-        return not_up + 1 <= limit and total - not_up - 1 >= self.min_up
-
-    def as_arg(self) -> str:
-        if isinstance(self.max_paused, float):
-            return f"fraction:{self.max_paused!r}"
-        return f"count:{self.max_paused}"
 
 
 @dataclass(frozen=True)
@@ -128,6 +103,8 @@ class FailureTable:
         self._scripts = {
             name: client.register_script(_script_source(name)) for name in self.SCRIPTS
         }
+        #: task sets this object has written (each digest's set is written once)
+        self._task_sets_written: set[str] = set()
 
     @classmethod
     def from_settings(cls, s: Settings) -> FailureTable:
@@ -171,20 +148,48 @@ class FailureTable:
         # cjson writes an empty Lua table as {}
         return [e for e in map(_entry_or_none, entries or []) if e is not None]
 
-    def register(self, worker: str, queue: str) -> Change:
-        """A worker starts: up, unless an unexpired pause outlived its last run."""
-        return self._change("register", worker, queue, repr(self.heartbeat_timeout))
+    def register(self, worker: str, queue: str, service: Service | None = None) -> Change:
+        """A worker starts: up, unless an unexpired pause outlived its last run.
 
-    def heartbeat(self, worker: str, queue: str, seen: int | None = None) -> Change:
+        ``service``: the pools it consumes and the tasks it has registered (None: as before).
+        """
+        return self._change(
+            "register", worker, queue, repr(self.heartbeat_timeout), *self._serve(service, True)
+        )
+
+    def heartbeat(
+        self,
+        worker: str,
+        queue: str,
+        seen: int | None = None,
+        service: Service | None = None,
+    ) -> Change:
         """Record a beat; returns the worker's entry, healed if it was down or expired.
 
         ``seen`` is the version of its own entry the worker last saw (the worker's own
         beats always say): a worker marked down after that version is not revived by
         this beat (it may have been sent before the down and held up in the network),
-        only by the next one, sent knowing the down.
+        only by the next one, sent knowing the down. A ``service`` other than the
+        entry's is saved with it (event ``serve``).
         """
         known = "" if seen is None else str(seen)
-        return self._change("heartbeat", worker, queue, repr(self.heartbeat_timeout), known)
+        timeout = repr(self.heartbeat_timeout)
+        return self._change("heartbeat", worker, queue, timeout, known, *self._serve(service))
+
+    def _serve(self, service: Service | None, always: bool = False) -> list[str]:
+        """The script arguments for ``service``, its task set written first if need be."""
+        if service is None:
+            return []
+        digest = service.digest
+        if digest and (always or digest not in self._task_sets_written):
+            # Content-addressed: written before any entry names it, never changed after.
+            self.client.sadd(self.keys.task_set(digest), *sorted(service.tasks))
+            self._task_sets_written.add(digest)
+        return service.script_args()
+
+    def task_set(self, digest: str) -> frozenset[str]:
+        """The task names of a digest; empty when its set is missing."""
+        return frozenset(map(_text, self.client.smembers(self.keys.task_set(digest))))
 
     def pause(
         self,
@@ -203,6 +208,7 @@ class FailureTable:
             raise ValueError("a pause needs a positive duration: every pause expires")
         budget_arg = budget.as_arg() if budget else ""
         min_up = budget.min_up if budget else 0
+        pools_arg = budget.pools_arg() if budget else ""
         return self._change(
             "pause",
             worker,
@@ -212,6 +218,7 @@ class FailureTable:
             budget_arg,
             min_up,
             repr(float(self.max_pause)),
+            pools_arg,
         )
 
     def resume(self, worker: str, reason: Reason = Reason.MANUAL) -> Change:

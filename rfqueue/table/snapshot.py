@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -29,6 +29,7 @@ import redis
 from rfqueue.log import RateLimitedWarning
 from rfqueue.table.entry import Entry, State
 from rfqueue.table.failure_table import FailureTable
+from rfqueue.table.pools import PoolIndex
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,12 @@ class Snapshot:
         self.up_queues: tuple[str, ...] = ()
         #: queues of every registered worker, whatever its state
         self.all_queues: tuple[str, ...] = ()
+        #: who serves which pool and task; a new object only when that changed
+        self.pools = PoolIndex()
+        #: task names by digest, read once per digest (see rfqueue.table.service)
+        self.task_sets: dict[str, frozenset[str]] = {}
+        #: digests whose set was missing at the last full read (every task, till found)
+        self._missing_sets: set[str] = set()
         self.version = -1
         self.loaded = False
         self.refreshed_at = float("-inf")
@@ -127,6 +134,7 @@ class Snapshot:
         try:
             # One MULTI: the version belongs to exactly these entries.
             version, entries = self.table.read()
+            self._read_task_sets(entries.values())
         except (redis.RedisError, OSError) as exc:
             fallback = "routing from the last copy" if self.loaded else "no copy yet"
             self._warn("rfqueue: cannot read the failure table (%s); %s", exc, fallback)
@@ -135,6 +143,21 @@ class Snapshot:
         self._read_at, self.refreshed_at = self.table.now(), time.monotonic()
         self._install(entries, version)
         return True
+
+    def _read_task_sets(self, entries: Iterable[Entry]) -> None:
+        """One SMEMBERS per digest this copy has not seen yet (never per task)."""
+        missing = set()
+        for digest in {e.tasks for e in entries if e.tasks} - self.task_sets.keys():
+            names = self.table.task_set(digest)
+            if names:
+                self.task_sets[digest] = names
+            else:  # written before the entry, so only a lost key: fail open, look again
+                missing.add(digest)
+        self._missing_sets = missing
+
+    def _knows_tasks(self, entry: Entry) -> bool:
+        digest = entry.tasks
+        return not digest or digest in self.task_sets or digest in self._missing_sets
 
     def apply(self, announced: list[Any]) -> bool:
         """Apply announced entries that follow this copy's version, in order.
@@ -148,8 +171,8 @@ class Snapshot:
         entries, version = dict(self.entries), self.version
         for message in announced:
             entry = _announced_entry(message)
-            if entry is None or entry.version > version + 1:
-                return False
+            if entry is None or entry.version > version + 1 or not self._knows_tasks(entry):
+                return False  # a full read (which reads a new task set too)
             if entry.version <= version:
                 continue  # announced before our last read: already in the copy
             old = entries.get(entry.worker)
@@ -168,6 +191,9 @@ class Snapshot:
         # say) beats are not fresher, so they must not age either.
         self.up_queues = tuple(e.queue for e in ordered if self._routable(e, self._read_at))
         self.all_queues = tuple(e.queue for e in ordered)
+        pools = PoolIndex.build(ordered, lambda e: self._routable(e, self._read_at), self.task_sets)
+        if pools != self.pools:  # the same object while nothing changed: routers keep caches
+            self.pools = pools
         pending = [
             e.until for e in ordered if e.state is State.PAUSED and e.until and e.until > now
         ]

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
+from rfqueue.keys import Keys
 from rfqueue.log import RateLimitedWarning
 from rfqueue.settings import Settings
 from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.failure_table import Change, FailureTable
+from rfqueue.table.service import Service
 from rfqueue.table.snapshot import Snapshot
 from rfqueue.worker.clock import SkewCheck
 
@@ -35,6 +38,11 @@ class Enforcer:
         self.settings = settings
         self.nodename = nodename
         self.queue = settings.queue_for(nodename)
+        self.control_queue = Keys(settings.namespace).control_queue
+        #: the pools it consumes and the tasks it has, as its beats report them
+        self.service = Service()
+        #: fewer pools seen while up, and when first seen (see _observe_pools)
+        self._shrinking: tuple[tuple[str, ...], float] | None = None
         self.table: FailureTable = snapshot.table
         self.snapshot = snapshot
         self.entry: Entry | None = None
@@ -53,15 +61,18 @@ class Enforcer:
     def attach(self, consumer: Any) -> None:
         """Called on every consumer (re)start, before the event loop consumes anything."""
         self.consumer = consumer
+        self.service = Service.of(self.service.pools, consumer.app.tasks.keys())
+        self._observe_pools(consumer.task_consumer, trusted=True)
         if self._thread is None:
-            self._write(lambda: self.table.register(self.nodename, self.queue))
+            self._write(lambda: self.table.register(self.nodename, self.queue, self.service))
             self.snapshot.add_listener(self._on_table_change)
             self.snapshot.ensure_started()
             self._thread = threading.Thread(target=self._run, name="rfqueue-enforcer", daemon=True)
             self._thread.start()
         if not self._should_consume():
             # Before the loop starts nothing is consumed yet: cancel directly.
-            consumer.cancel_task_queue(self.queue)
+            for queue in (self.queue, *self.service.pools):
+                consumer.cancel_task_queue(queue)
             logger.info("rfqueue: %s starts paused until %s", self.nodename, self._until())
 
     def shutdown(self) -> None:
@@ -84,6 +95,8 @@ class Enforcer:
             "reason": entry.reason.value if entry and entry.reason else None,
             "until": entry.until if entry else None,
             "consuming": self._consuming(),
+            "pools": list(self.service.pools),
+            "tasks": len(self.service.tasks),
         }
 
     # -- the loop ------------------------------------------------------------------
@@ -102,7 +115,7 @@ class Enforcer:
     def _beat(self) -> Change:
         # The version it last saw: a beat held up in the network must not undo a down.
         seen = self.entry.version if self.entry else 0  # 0: it has seen nothing yet
-        return self.table.heartbeat(self.nodename, self.queue, seen)
+        return self.table.heartbeat(self.nodename, self.queue, seen, self.service)
 
     def _write(self, change: Callable[[], Change]) -> None:
         try:
@@ -124,15 +137,20 @@ class Enforcer:
             self._wake.set()
 
     def _reconcile(self) -> None:
-        """Runs inside the consumer's event loop: add or cancel the dedicated queue."""
+        """Runs inside the consumer's event loop: add or cancel the dedicated and pool queues."""
         consumer = self.consumer
         if consumer is None or consumer.task_consumer is None or _shutting_down():
             return  # a worker on its way out must not take up its queue again
-        consuming = consumer.task_consumer.consuming_from(self.queue)
+        task_consumer = consumer.task_consumer
+        self._observe_pools(task_consumer)
+        consuming = task_consumer.consuming_from(self.queue)
         if self._should_consume():
             if not consuming:
                 logger.info("rfqueue: %s resumes consuming %s", self.nodename, self.queue)
-                consumer.add_task_queue(self.queue)
+                # Pools first, its own queue last: consuming its own queue means all are back.
+                for queue in (*self.service.pools, self.queue):
+                    if not task_consumer.consuming_from(queue):
+                        consumer.add_task_queue(queue)
             if self._resuming and self.on_resume is not None:
                 # Also when remote control re-added the queue before this ran.
                 self.on_resume(consumer)
@@ -141,7 +159,47 @@ class Enforcer:
             self._resuming = True
             if consuming:
                 logger.info("rfqueue: %s pauses until %s", self.nodename, self._until())
-                consumer.cancel_task_queue(self.queue)
+            # Its own queue first: while it consumes that, it consumes all its pools too.
+            for queue in (self.queue, *self.service.pools):
+                if task_consumer.consuming_from(queue):
+                    consumer.cancel_task_queue(queue)
+
+    def _observe_pools(self, task_consumer: Any, trusted: bool = False) -> None:
+        """Learn the pools from the queues consumed while its own queue is consumed.
+
+        A pause cancels its own queue first and restores it last (here and in remote
+        control), so while its own queue is consumed, the other queues (but the control
+        queue) are its pools as Celery selected them, or as ``add_consumer`` and
+        ``cancel_consumer`` changed them at run time; the next beat reports a change.
+        Remote control can run ahead of this worker's view of the table, so a pool that
+        seems gone counts as gone only when it is still gone a beat later, while up.
+        At the consumer's start (``trusted``) the selection is the truth.
+        """
+        names = {queue.name for queue in task_consumer.queues}
+        if self.queue not in names or not (trusted or self._surely_up()):
+            self._shrinking = None
+            return
+        pools = tuple(sorted(names - {self.queue, self.control_queue}))
+        if pools == self.service.pools:
+            self._shrinking = None
+        elif trusted or set(pools) > set(self.service.pools) or self._confirmed(pools):
+            self.service = Service.of(pools, self.service.tasks)
+            self._shrinking = None
+
+    def _surely_up(self) -> bool:
+        """Up in its last beat's reply and in the snapshot (updated within milliseconds)."""
+        now = self.table.now()
+        mine = self.snapshot.entries.get(self.nodename)
+        entries = [e for e in (self.entry, mine) if e is not None]
+        return bool(entries) and all(e.effective_state(now) is State.UP for e in entries)
+
+    def _confirmed(self, pools: tuple[str, ...]) -> bool:
+        """Whether ``pools`` was seen at least one heartbeat interval ago too."""
+        now = time.monotonic()
+        if self._shrinking is None or self._shrinking[0] != pools:
+            self._shrinking = (pools, now)
+            return False
+        return now - self._shrinking[1] >= self.settings.heartbeat_interval
 
     def _should_consume(self) -> bool:
         # Unknown (Redis never reached) means consume: rfqueue fails open.

@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 import redis
 
 from rfqueue.brokers import Broker
+from rfqueue.brokers.base import Chooser
 from rfqueue.log import RateLimitedWarning
 from rfqueue.routing.policies import Policy, create_policy
 from rfqueue.routing.routed import RoutedCounts
 from rfqueue.settings import Settings
 from rfqueue.table.entry import Entry, Reason, State
+from rfqueue.table.pools import PoolIndex
 from rfqueue.table.snapshot import Snapshot
 from rfqueue.worker.rescue_stats import RescueStats
 
@@ -73,6 +75,7 @@ class Rescuer:
         heartbeat_timeout: float,
         interval: float = 0.5,
         stats: RescueStats | None = None,
+        default_pool: str = "celery",
     ) -> None:
         self.snapshot = snapshot
         #: where rounds are counted and latencies observed for the exporter (None: nowhere)
@@ -88,6 +91,10 @@ class Rescuer:
         self._warn = RateLimitedWarning(logger)
         self._dead_scanned: frozenset[str] = frozenset()
         self._next_restore = float("-inf")
+        #: the pool of messages without a pool header: the app's default queue
+        self.default_pool = default_pool
+        #: queue -> (pool index, depth) of a round that could move none of its messages
+        self._stuck: dict[str, tuple[PoolIndex, int]] = {}
 
     def start(self) -> None:
         """Start the thread (once); table changes wake it."""
@@ -126,7 +133,7 @@ class Rescuer:
         are the delivery tags of tasks still running: they stay.
         """
         try:
-            taken = self.broker.restore_unacked({own_queue}, lambda: own_queue, held)
+            taken = self.broker.restore_unacked({own_queue}, lambda *_: own_queue, held)
         except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
             logger.warning("rfqueue: could not take back unacked tasks: %s", exc)
             return
@@ -151,18 +158,39 @@ class Rescuer:
         now = self.snapshot.read_at
         out = [e for e in self.snapshot.entries.values() if e.queue not in up]
         dead = frozenset(e.queue for e in out if self._dead(e, now))
+        choose = self._chooser()
         if dead and self._restore_due(dead):
-            report.restored = self.broker.restore_unacked(dead, lambda: self.choose(up))
+            report.restored = self.broker.restore_unacked(dead, choose)
         depths = self.broker.depths([e.queue for e in out])
         for entry in out:
             depth = depths.get(entry.queue, 0)
-            if (not depth or self._move(entry.queue, up, report)) and _left_up(entry, now):
-                report.cleared.append(entry)
+            if depth and self._stuck.get(entry.queue) != (self.snapshot.pools, depth):
+                depth -= self._move(entry.queue, choose, depth, report)
+            if depth <= 0 and _left_up(entry, now):
+                report.cleared.append(entry)  # its episode ends: nothing of it waits
         _log(report)
         if self.stats is not None:
             self.stats.record_counts(report.moved, report.restored)
             self.stats.record_cleared(report.cleared)
         return report
+
+    def _chooser(self) -> Chooser:
+        """Targets inside a message's pool among up workers that have its task, by policy.
+
+        A message without a pool header (sent before pools) belongs to the default
+        queue's pool; one whose task cannot be read may go to any worker of its pool.
+        """
+        index, default, pick = self.snapshot.pools, self.default_pool, self.choose
+        eligible: dict[tuple[str, str], tuple[str, ...]] = {}
+
+        def choose(task: str, pool: str) -> str | None:
+            queues = eligible.get((task, pool))
+            if queues is None:
+                members = index.up_in(pool or default, default)
+                queues = eligible[(task, pool)] = index.having(members, task) if task else members
+            return pick(queues) if queues else None
+
+        return choose
 
     def _restore_due(self, dead: frozenset[str]) -> bool:
         """Scan the unacked hash when someone newly died, and now and then after that.
@@ -185,26 +213,34 @@ class Rescuer:
             return False  # a clean stop hands its messages back itself
         return entry.silent(now, self.heartbeat_timeout)
 
-    def _move(self, queue: str, up: Sequence[str], report: RescueReport) -> bool:
-        """Move ``queue``'s waiting messages; False when another process is at it."""
+    def _move(self, queue: str, choose: Chooser, depth: int, report: RescueReport) -> int:
+        """Move ``queue``'s waiting messages; how many went (0 when another process is at it)."""
         lock = self.table.client.lock(
             self.table.keys.rescue_lock(queue), timeout=LOCK_TIMEOUT, blocking=False
         )
         if not lock.acquire():
-            return False  # another process is moving this queue right now
+            return 0  # another process is moving this queue right now
         try:
-            moved = self.broker.move(queue, lambda: self.choose(up))
+            moved = self.broker.move(queue, choose)
         finally:
             # If it expired (the move took longer than the lock) there is nothing to undo.
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
+        # Nothing could go: look again when the pools change or the queue does, not each round.
+        self._stuck.pop(queue, None)
+        if not moved:
+            self._stuck[queue] = (self.snapshot.pools, depth)
         for target, count in moved.items():
             report.moved[(queue, target)] += count
-        return True
+        return sum(moved.values())
 
 
 def start_rescuer(
-    settings: Settings, snapshot: Snapshot, broker: Broker, own_queue: str
+    settings: Settings,
+    snapshot: Snapshot,
+    broker: Broker,
+    own_queue: str,
+    default_pool: str = "celery",
 ) -> Rescuer | None:
     """Start the rescuer of a starting worker, when rescue is on.
 
@@ -223,6 +259,7 @@ def start_rescuer(
         settings.heartbeat_timeout,
         settings.rescue_interval,
         RescueStats(snapshot.table.client, snapshot.table.keys, started=snapshot.table.now()),
+        default_pool,
     )
     rescuer.reclaim(own_queue)
     rescuer.start()

@@ -65,6 +65,8 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self.broker = broker_for(c.app.conf, self.settings.socket_timeout)
         self.rescuer: Rescuer | None = None
         self._started = False
+        #: the pool of messages that carry none: the app's default queue
+        self.default_pool = str(c.app.conf.task_default_queue or "celery")
 
     def start(self, c: Any) -> None:
         self.enforcer.attach(c)
@@ -83,7 +85,11 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
             return
         self.enforcer.on_resume = self.broker.consumer_resumed
         self.rescuer = start_rescuer(
-            self.settings, self.enforcer.snapshot, self.broker, self.enforcer.queue
+            self.settings,
+            self.enforcer.snapshot,
+            self.broker,
+            self.enforcer.queue,
+            self.default_pool,
         )
 
     def stop(self, c: Any) -> None:

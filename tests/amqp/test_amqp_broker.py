@@ -92,7 +92,7 @@ def test_move_keeps_every_message_whole_and_spreads_them_by_the_chooser(
     publish(connection, SOURCE, 10, priority=7)
     # When they are moved, alternately to two targets
     turn = itertools.cycle([TARGET_A, TARGET_B])
-    moved = broker.move(SOURCE, lambda: next(turn))
+    moved = broker.move(SOURCE, lambda *_: next(turn))
     # Then 5 went to each, the source is empty, and each message arrived as it was sent
     assert moved == {TARGET_A: 5, TARGET_B: 5}
     assert broker.depths([SOURCE]) == {SOURCE: 0}
@@ -115,11 +115,33 @@ def test_a_move_to_a_queue_that_does_not_exist_loses_nothing(
     publish(connection, SOURCE, 3)
     # When the move is tried, it fails as an unavailable broker
     with pytest.raises(BrokerUnavailable):
-        broker.move(SOURCE, lambda: "rfqueue.gone@h")
+        broker.move(SOURCE, lambda *_: "rfqueue.gone@h")
     # Then all 3 are back in the source queue, and the broker works again afterwards
     assert broker.depths([SOURCE]) == {SOURCE: 3}
     declare(connection, TARGET_A)
-    assert broker.move(SOURCE, lambda: TARGET_A) == {TARGET_A: 3}
+    assert broker.move(SOURCE, lambda *_: TARGET_A) == {TARGET_A: 3}
+
+
+def test_a_move_keeps_each_message_in_its_pool_and_the_rest_in_place(
+    connection: Any, broker: AmqpBroker
+) -> None:
+    # Given a paused worker's queue holding tasks of the video pool and of the default pool
+    declare(connection, SOURCE, TARGET_A)
+    producer = connection.Producer(serializer="json")
+    for seq in range(6):
+        pool = {"rfqueue-pool": "video"} if seq % 2 == 0 else {}
+        headers = {"task": "workers.media.transcode", "id": f"id-{seq}", **pool}
+        producer.publish({"seq": seq}, exchange=SOURCE, routing_key=SOURCE, headers=headers)
+
+    # When only the video tasks have an up worker to go to
+    def choose(task: str, pool: str) -> str | None:
+        return TARGET_A if (task, pool) == ("workers.media.transcode", "video") else None
+
+    moved = broker.move(SOURCE, choose)
+    # Then they moved, and the others wait where they were, in their order
+    assert moved == {TARGET_A: 3}
+    assert [m.payload["seq"] for m in drain(connection, TARGET_A)] == [0, 2, 4]
+    assert [m.payload["seq"] for m in drain(connection, SOURCE)] == [1, 3, 5]
 
 
 def test_wrong_credentials_are_one_clear_error_without_the_password(amqp_url: str) -> None:

@@ -81,7 +81,9 @@ def test_a_pause_shows_in_flower_as_a_missing_queue_and_rfqueue_s_state(
     view = data[w1]["stats"]["rfqueue"]
     assert (view["reason"], view["consuming"]) == ("manual", False)
     assert 0 < view["until"] - time.time() <= 60
-    assert "celery" in queues(data, w1)  # only the dedicated queue is cancelled
+    # A pause stops its pool too (celery); only rfqueue's control queue stays
+    assert queues(data, w1) == {"rfqueue-control"}
+    assert view["pools"] == ["celery"]
     # And w2 is untouched
     assert f"rfqueue.{w2}" in queues(data, w2)
     assert data[w2]["stats"]["rfqueue"]["state"] == "up"

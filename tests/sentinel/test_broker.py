@@ -28,5 +28,5 @@ def test_depths_and_moves_on_a_sentinel_broker(cluster: SentinelCluster) -> None
     # Then it reads the depth on the master, and moves every message, none lost
     assert broker.depths([SOURCE, *TARGETS]) == {SOURCE: 6, TARGETS[0]: 0, TARGETS[1]: 0}
     turn = itertools.cycle(TARGETS)
-    assert broker.move(SOURCE, lambda: next(turn)) == {TARGETS[0]: 3, TARGETS[1]: 3}
+    assert broker.move(SOURCE, lambda *_: next(turn)) == {TARGETS[0]: 3, TARGETS[1]: 3}
     assert broker.depths([SOURCE, *TARGETS]) == {SOURCE: 0, TARGETS[0]: 3, TARGETS[1]: 3}

@@ -161,7 +161,7 @@ def push(client: Any, key: str, raws: Sequence[str]) -> None:
         client.lpush(key, raw)
 
 
-def cycle(*queues: str) -> Callable[[], str]:
-    """A chooser that names ``queues`` in turn."""
+def cycle(*queues: str) -> Callable[[str, str], str]:
+    """A chooser that names ``queues`` in turn, whatever the message's task and pool."""
     turn = iter(range(10**9))
-    return lambda: queues[next(turn) % len(queues)]
+    return lambda *_: queues[next(turn) % len(queues)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -339,6 +340,23 @@ class TestRemoteControl:
             ("add_consumer", {"arguments": {"queue": q(W1)}, "destination": [W1], "reply": False}),
         ]
 
+    def test_a_pause_stops_the_pools_too_own_queue_first_and_last(self) -> None:
+        sent: list[tuple[str, str]] = []
+
+        class App:
+            class control:  # mimics app.control
+                @staticmethod
+                def broadcast(command: str, **kwargs: Any) -> None:
+                    sent.append((command, kwargs["arguments"]["queue"]))
+
+        entry = dataclasses.replace(self.entry(), pools=("audio", "video"))
+        RemoteControl(App()).stop_consuming(entry)
+        RemoteControl(App()).start_consuming(entry)
+        assert sent == [
+            ("cancel_consumer", q(W1)), ("cancel_consumer", "audio"), ("cancel_consumer", "video"),
+            ("add_consumer", "audio"), ("add_consumer", "video"), ("add_consumer", q(W1)),
+        ]  # fmt: skip
+
     def test_broker_errors_are_logged_not_raised(self, caplog: pytest.LogCaptureFixture) -> None:
         class App:
             class control:  # mimics app.control
@@ -405,6 +423,8 @@ class TestScheduledTask:
             ({"bogus": 1}, "unknown arguments ['bogus']"),
             ({"chaos_probability": 2}, "rfqueue_chaos_probability:"),
             ({"max_paused": 9}, "rfqueue_max_paused: 9 is larger than the fleet"),
+            ({"pool_max_paused": ["audio=1"]}, "rfqueue_pool_max_paused: no registered worker"),
+            ({"pool_min_up": "video=x"}, "rfqueue_pool_min_up: video needs a whole number"),
         ],
     )
     def test_bad_arguments_skip_the_tick_and_change_nothing(

@@ -22,8 +22,8 @@ class Recorder(RemoteControl):
         super().__init__(None)
         self.sent: list[tuple[str, str]] = []
 
-    def _send(self, command: str, entry: Any) -> None:
-        self.sent.append((command, entry.queue))
+    def _send(self, command: str, worker: str, queue: str) -> None:
+        self.sent.append((command, queue))
 
 
 @pytest.fixture

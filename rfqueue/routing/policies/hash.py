@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rfqueue.routing.policies import Policy, PolicyError
+from rfqueue.routing.policies.turns import Turns
 
 if TYPE_CHECKING:
     from rfqueue.brokers import DepthReader
@@ -72,7 +72,7 @@ class HashPolicy(Policy):
         self.snapshot: Snapshot | None = None
         self._ring = HashRing(())
         self._up: tuple[Sequence[str], frozenset[str]] = ((), frozenset())
-        self._turn = itertools.count()
+        self._turns = Turns()
 
     @classmethod
     def check(cls, settings: Settings) -> None:
@@ -116,7 +116,7 @@ class HashPolicy(Policy):
         options: Mapping[str, Any],
     ) -> str:
         if task_name.startswith(KEYLESS_PREFIXES):
-            return queues[next(self._turn) % len(queues)]
+            return queues[self._turns.next(queues) % len(queues)]
         key = str(self.key_of(task_name, args, kwargs))
         owner = self._ring_of(queues).owner(key, self._up_set(queues))
         return owner if owner is not None else queues[stable_hash(key) % len(queues)]

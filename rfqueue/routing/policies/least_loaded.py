@@ -12,13 +12,13 @@ until the next read: with many producers, ``p2c`` herds less.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rfqueue.brokers.redis_layout import redis_depth_reader
 from rfqueue.routing.depth import DepthSampler
 from rfqueue.routing.policies import Policy
+from rfqueue.routing.policies.turns import Turns
 
 if TYPE_CHECKING:
     from rfqueue.brokers import DepthReader
@@ -86,7 +86,7 @@ class LeastLoadedPolicy(EstimatingPolicy):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._turn = itertools.count()
+        self._turns = Turns()
 
     def choose(
         self,
@@ -104,4 +104,4 @@ class LeastLoadedPolicy(EstimatingPolicy):
                 least, tied = n, [queue]
             elif n == least:
                 tied.append(queue)
-        return tied[next(self._turn) % len(tied)]
+        return tied[self._turns.next(queues) % len(tied)]

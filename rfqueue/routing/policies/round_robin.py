@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rfqueue.routing.policies import Policy
+from rfqueue.routing.policies.turns import Turns
 
 if TYPE_CHECKING:
     from rfqueue.settings import Settings
@@ -15,16 +15,15 @@ if TYPE_CHECKING:
 class RoundRobinPolicy(Policy):
     """Takes turns over whichever workers are up when each task is routed.
 
-    The turn counter is shared across changes of the up set, so a pause shifts the
-    rotation but never sends two tasks in a row to the same worker while two are up.
+    Each pool (set of queues) takes its own turns (see :mod:`.turns`); a pause makes a
+    new set, which starts its own rotation.
     """
 
     name = "round_robin"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        # next() on itertools.count is atomic under the GIL: safe across threads.
-        self._turn = itertools.count()
+        self._turns = Turns()
 
     def choose(
         self,
@@ -34,4 +33,4 @@ class RoundRobinPolicy(Policy):
         kwargs: Mapping[str, Any],
         options: Mapping[str, Any],
     ) -> str:
-        return queues[next(self._turn) % len(queues)]
+        return queues[self._turns.next(queues) % len(queues)]

@@ -11,11 +11,11 @@ worker weighs 0; then they take plain turns.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rfqueue.routing.policies import Policy
+from rfqueue.routing.policies.turns import MAX_SETS, Turns
 from rfqueue.validation import MAX_WEIGHT, parse_weights
 
 if TYPE_CHECKING:
@@ -41,10 +41,12 @@ class WeightedPolicy(Policy):
         super().__init__(settings)
         by_node = parse_weights(settings.weights)
         self.weights = {settings.queue_for(node): w for node, w in by_node.items()}
-        # next() on itertools.count is atomic under the GIL: safe across threads.
-        self._turn = itertools.count()
-        #: the last queues seen and their cycle; the snapshot hands out the same tuple
-        self._last: tuple[Sequence[str], tuple[str, ...]] = ((), ())
+        #: each pool (set of queues) takes its own turns through its own cycle
+        self._turns = Turns()
+        #: cycles by queues, by the tuple's identity (the router hands out the same tuple
+        #: per pool until the table changes) and then by value
+        self._cycles: dict[int, tuple[Sequence[str], tuple[str, ...]]] = {}
+        self._by_value: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def choose(
         self,
@@ -54,9 +56,17 @@ class WeightedPolicy(Policy):
         kwargs: Mapping[str, Any],
         options: Mapping[str, Any],
     ) -> str:
-        seen, cycle = self._last
-        if queues is not seen:
-            if tuple(queues) != tuple(seen):  # a re-read of an unchanged table keeps the cycle
-                cycle = weighted_cycle(queues, [self.weights.get(q, 1) for q in queues])
-            self._last = (queues, cycle)
-        return cycle[next(self._turn) % len(cycle)]
+        known = self._cycles.get(id(queues))
+        cycle = known[1] if known is not None and known[0] is queues else self._cycle(queues)
+        return cycle[self._turns.next(queues) % len(cycle)]
+
+    def _cycle(self, queues: Sequence[str]) -> tuple[str, ...]:
+        if len(self._cycles) > MAX_SETS:
+            self._cycles, self._by_value = {}, {}
+        key = tuple(queues)
+        cycle = self._by_value.get(key)
+        if cycle is None:  # a re-read of an unchanged table keeps the cycle
+            cycle = weighted_cycle(queues, [self.weights.get(q, 1) for q in queues])
+            self._by_value[key] = cycle
+        self._cycles[id(queues)] = (queues, cycle)
+        return cycle

@@ -22,6 +22,10 @@ if budget ~= '' then
   if not_up + 1 > max_paused or (total - not_up - 1) < min_up then
     return reply('budget', e)
   end
+  -- ARGV[10] the budget inside each pool (see pool_budget_allows), checked in this same step.
+  if not pool_budget_allows(e, all_entries(), ARGV[10], budget, min_up) then
+    return reply('budget', e)
+  end
 end
 if e.state == 'down' then
   -- Not running: it owes the pause once it starts again.

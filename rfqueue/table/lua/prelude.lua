@@ -23,6 +23,61 @@ local function is_number(v)
   return type(v) == 'number' and v == v and v ~= math.huge and v ~= -math.huge
 end
 
+-- Pools and task sets (what a worker serves) ------------------------------------------
+-- e.pools: array of queue names the worker consumes besides its own and the control
+-- queue (absent: unknown, the default queue); e.tasks: digest of its task names.
+
+local function valid_service(e)
+  local pools, tasks = e.pools, e.tasks
+  if tasks ~= nil and tasks ~= NULL and (type(tasks) ~= 'string' or tasks == '') then
+    return false
+  end
+  if pools == nil or pools == NULL then return true end
+  if type(pools) ~= 'table' then return false end
+  for k, p in pairs(pools) do
+    if type(k) ~= 'number' or type(p) ~= 'string' or p == '' then return false end
+  end
+  return true
+end
+
+-- A JSON array of pool names from a script argument; anything else reads as none.
+local function parse_pools(raw)
+  local ok, pools = pcall(cjson.decode, raw or '[]')
+  local out = {}
+  if not ok or type(pools) ~= 'table' then return out end
+  for _, p in ipairs(pools) do
+    if type(p) == 'string' and p ~= '' then out[#out + 1] = p end
+  end
+  return out
+end
+
+local function pools_of(e)
+  if type(e.pools) ~= 'table' then return {} end
+  return e.pools
+end
+
+local function same_pools(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
+-- Record what the worker serves (sorted pools as JSON, task digest or ''); true when it
+-- changed. Without the arguments (nil) the entry keeps what it had.
+local function set_service(e, pools_json, digest)
+  if pools_json == nil or digest == nil then return false end
+  local pools = parse_pools(pools_json)
+  if digest == '' then digest = nil end
+  local old_digest = e.tasks
+  if old_digest == NULL then old_digest = nil end
+  local changed = old_digest ~= digest or not same_pools(pools_of(e), pools)
+  if #pools > 0 then e.pools = pools else e.pools = nil end
+  e.tasks = digest
+  return changed
+end
+
 -- The entry stored under ``name``, if it is one every reader (rfqueue.entry too) accepts.
 -- Anything else counts as absent: never counted, never changed, replaced on the next beat.
 local function decode(raw, name)
@@ -35,6 +90,7 @@ local function decode(raw, name)
   if u ~= nil and u ~= NULL and not is_number(u) then return nil end
   if r ~= nil and r ~= NULL and not REASONS[r] then return nil end
   if pr ~= nil and pr ~= NULL and not REASONS[pr] then return nil end
+  if not valid_service(e) then return nil end
   return e
 end
 
@@ -100,6 +156,51 @@ local function revive(e)
     set_state(e, 'up', NULL, NULL)
   end
   e.pause_reason = nil
+end
+
+-- The budget inside each pool (issue 12) ----------------------------------------------
+
+-- A limit as 'count:N' or 'fraction:F' (of ``total``), as a number of workers.
+local function parse_limit(text, total)
+  local kind, value = string.match(text, '^(%a+):(.+)$')
+  local limit = tonumber(value) or 0
+  if kind == 'fraction' then limit = math.floor(limit * total) end
+  return limit
+end
+
+local function serves_pool(e, pool, default)
+  local pools = pools_of(e)
+  if #pools == 0 then return pool == default end
+  for _, p in ipairs(pools) do
+    if p == pool then return true end
+  end
+  return false
+end
+
+-- Whether pausing ``e`` keeps every pool it serves within its budget: one more worker
+-- out must fit the pool's max paused (of the pool's registered workers) and leave its
+-- min up. ``spec`` (JSON): {default = pool of entries without pools, max = {pool =
+-- 'count:N'}, min = {pool = N}}; pools not named use ``max_arg`` and ``min_up``.
+local function pool_budget_allows(e, entries, spec_json, max_arg, min_up)
+  if spec_json == nil or spec_json == '' then return true end
+  local ok, spec = pcall(cjson.decode, spec_json)
+  if not ok or type(spec) ~= 'table' then return false end
+  local default = spec.default or 'celery'
+  local pools = pools_of(e)
+  if #pools == 0 then pools = {default} end
+  for _, pool in ipairs(pools) do
+    local total, not_up = 0, 0
+    for _, other in ipairs(entries) do
+      if serves_pool(other, pool, default) then
+        total = total + 1
+        if effective(other) ~= 'up' then not_up = not_up + 1 end
+      end
+    end
+    local limit = parse_limit((spec.max or {})[pool] or max_arg, total)
+    local floor = tonumber((spec.min or {})[pool] or min_up) or 0
+    if not_up + 1 > limit or total - not_up - 1 < floor then return false end
+  end
+  return true
 end
 
 -- Every reply carries the server's time, so callers can judge entries by the same clock.

@@ -57,7 +57,7 @@ def test_move_takes_every_message_once_and_keeps_their_order(
     stranded = broker.send(SOURCE, 5)
     backlog = broker.send(A, 2)
     # When all of them are moved to A
-    moved = messages.move(SOURCE, lambda: A)
+    moved = messages.move(SOURCE, lambda *_: A)
     # Then A's consumer gets the stranded ones first, oldest first, then its own backlog
     assert moved == Counter({A: 5})
     assert broker.consume_ids(A) == stranded + backlog
@@ -69,7 +69,7 @@ def test_move_rewrites_only_the_routing_key(messages: StrandedMessages, client: 
     originals = kombu_messages(SOURCE, 3)
     push(client, SOURCE, originals)
     # When they move to A
-    messages.move(SOURCE, lambda: A)
+    messages.move(SOURCE, lambda *_: A)
     # Then each is byte-identical but for delivery_info.routing_key, which names A
     by_id = {task_id(raw): raw for raw in originals}
     after = consuming_order(client, A)
@@ -84,7 +84,7 @@ def test_moved_messages_reach_kombu_addressed_to_the_new_queue(
     # Given real tasks sent by Celery to the stranded queue
     sent = broker.send(SOURCE, 2)
     # When they move to A and A's consumer takes them
-    messages.move(SOURCE, lambda: A)
+    messages.move(SOURCE, lambda *_: A)
     received = broker.consume(A)
     # Then kombu decodes them as before, with A as their routing key (a retry goes to A)
     assert [m.headers["id"] for m in received] == sent
@@ -99,7 +99,7 @@ def test_priority_messages_go_to_the_target_list_of_the_same_priority(
     # Given tasks of priorities 0, 4, 7 and 9 waiting in the source's four lists
     ids = {p: broker.send(SOURCE, 2, priority=p) for p in (0, 4, 7, 9)}
     # When they move to A
-    assert messages.move(SOURCE, lambda: A) == Counter({A: 8})
+    assert messages.move(SOURCE, lambda *_: A) == Counter({A: 8})
     # Then each lands in A's list of its priority step, and kombu serves them by priority
     for step, priority in ((0, 0), (3, 4), (6, 7), (9, 9)):
         key = f"{A}{PRIORITY_SEP}{step}" if step else A
@@ -115,7 +115,7 @@ def test_a_message_that_is_not_json_moves_unchanged(
     foreign = f'not json "routing_key": {json.dumps(SOURCE)[:-1]}'
     push(client, SOURCE, [first, foreign, last])
     # When the queue moves
-    assert messages.move(SOURCE, lambda: A) == Counter({A: 3})
+    assert messages.move(SOURCE, lambda *_: A) == Counter({A: 3})
     # Then the foreign message is moved as it was, in its place
     after = consuming_order(client, A)
     assert after[1] == foreign
@@ -170,7 +170,7 @@ def test_a_list_emptied_meanwhile_moves_only_what_is_left(
     push(client, SOURCE, originals)
     taken: list[str] = []
 
-    def chooser_racing_a_consumer() -> str:
+    def chooser_racing_a_consumer(*_: str) -> str:
         if not taken:
             taken.extend(client.rpop(SOURCE, 4))
         return A
@@ -188,7 +188,7 @@ def test_a_list_emptied_meanwhile_moves_only_what_is_left(
 def test_an_empty_queue_moves_nothing(messages: StrandedMessages, client: Any) -> None:
     # Given nothing waiting
     # When the queue moves, with a chooser that must not be asked
-    def never() -> str:
+    def never(*_: str) -> str:
         raise AssertionError("chooser called for an empty queue")
 
     # Then nothing moves and nothing is written
@@ -226,7 +226,7 @@ def test_move_never_loses_nor_doubles_a_message(
             backlog[(target, index)] = [task_id(r) for r in raws]
     choices: list[str] = []
 
-    def choose() -> str:
+    def choose(*_: str) -> str:
         choices.append(data.draw(st.sampled_from(targets)))
         return choices[-1]
 

@@ -59,7 +59,7 @@ def test_restore_puts_back_only_the_given_queues(
     broker.take_unacked(B, 1)
     live_tag = next(tag for tag, raw in unacked(client).items() if json.loads(raw)[2] == B)
     # When the dead worker's queue is restored to A
-    restored = messages.restore_unacked([SOURCE], lambda: A)
+    restored = messages.restore_unacked([SOURCE], lambda *_: A)
     # Then its tasks are waiting on A, gone from kombu's hash and index; B's is untouched
     assert restored == Counter({A: 2})
     assert sorted(broker.consume_ids(A)) == sorted(dead)
@@ -74,7 +74,7 @@ def test_restored_messages_are_redelivered_and_addressed_to_the_target(
     broker.send(SOURCE, 1)
     [dead] = broker.take_unacked(SOURCE, 1)
     # When it is restored to A
-    messages.restore_unacked([SOURCE], lambda: A)
+    messages.restore_unacked([SOURCE], lambda *_: A)
     # Then A's consumer gets it marked redelivered, routed to A, through the anon exchange
     [message] = broker.consume(A)
     assert message.headers["id"] == dead
@@ -94,7 +94,7 @@ def test_restored_messages_keep_their_priority_and_run_first(
     backlog = broker.send(A, 1) + broker.send(A, 1, priority=7)
     broker.take_unacked(SOURCE, 2)
     # When they are restored to A
-    messages.restore_unacked([SOURCE], lambda: A)
+    messages.restore_unacked([SOURCE], lambda *_: A)
     # Then each is in A's list of its priority, ahead of the backlog there (as kombu restores)
     assert [task_id(r) for r in consuming_order(client, A)] == [low[0], backlog[0]]
     on_six = consuming_order(client, f"{A}{PRIORITY_SEP}6")
@@ -127,7 +127,7 @@ def test_an_entry_changed_after_the_scan_is_not_restored(
     [(tag, raw)] = unacked(client).items()
     rewritten = raw + " "
 
-    def chooser_while_kombu_acts() -> str:
+    def chooser_while_kombu_acts(*_: str) -> str:
         # Between the scan and the restore, kombu acks it (HDEL + ZREM) or writes it anew
         if change == "ack":
             client.hdel("unacked", tag)
@@ -169,7 +169,7 @@ def test_malformed_hash_values_are_skipped(
     client.hset("unacked", "bad-tag", raw)
     client.zadd("unacked_index", {"bad-tag": 1.0})
     # When the dead worker's queue is restored
-    restored = messages.restore_unacked({SOURCE}, lambda: A)
+    restored = messages.restore_unacked({SOURCE}, lambda *_: A)
     # Then the good task is restored and the malformed value is left where it was
     assert restored == Counter({A: 1})
     assert broker.consume_ids(A) == [dead]
@@ -181,7 +181,7 @@ def test_restore_with_no_queue_reads_nothing(messages: StrandedMessages, client:
     # Given unacked entries
     client.hset("unacked", "t", json.dumps([json.loads(real_message()), "", SOURCE]))
     # When restore is asked for no queue
-    restored = messages.restore_unacked([], lambda: A)
+    restored = messages.restore_unacked([], lambda *_: A)
     # Then nothing moves
     assert restored == Counter()
     assert client.hlen("unacked") == 1
@@ -195,7 +195,7 @@ def test_random_chooser_restores_every_entry_once(
     dead = broker.take_unacked(SOURCE, 12)
     rnd = random.Random(3)
     # When they are restored
-    restored = messages.restore_unacked([SOURCE], lambda: rnd.choice([A, B]))
+    restored = messages.restore_unacked([SOURCE], lambda *_: rnd.choice([A, B]))
     # Then each is waiting on exactly one target and the counts say where
     on_a, on_b = broker.consume_ids(A), broker.consume_ids(B)
     assert restored == Counter({A: len(on_a), B: len(on_b)})
@@ -253,8 +253,8 @@ def test_prefixed_layout_moves_restores_and_counts_what_kombu_wrote(
         messages = StrandedMessages(client, BrokerLayout.from_transport_options(PREFIXED))
         # When depths are read, the source moved and the killed worker's tasks restored
         depths = messages.depths([SOURCE, B])
-        moved = messages.move(SOURCE, lambda: A)
-        restored = messages.restore_unacked([B], lambda: A)
+        moved = messages.move(SOURCE, lambda *_: A)
+        restored = messages.restore_unacked([B], lambda *_: A)
         # Then all of it was found under kombu's keys, and A's consumer gets every task
         assert depths == {SOURCE: 4, B: 1}
         assert (moved, restored) == (Counter({A: 4}), Counter({A: 2}))

@@ -77,6 +77,21 @@ class TestStatus:
             FailureTable(fleet.client, "rfqueue").pause(W1, 10, Reason.MANUAL)
         assert "paused (expired)" in run("status").output
 
+    def test_pools_in_the_table_and_the_json(self, fleet: FailureTable) -> None:
+        from rfqueue.table.service import Service
+
+        # Given a worker of two pools, and workers from before pools
+        fleet.register(W1, q(W1), Service.of(["video", "audio"], ["app.t"]))
+        # Then the table names its pools, and a dash for the others
+        lines = run("status").output.splitlines()
+        assert "audio,video" in next(ln for ln in lines if W1 in ln)
+        assert " - " in next(ln for ln in lines if W2 in ln)
+        # And the JSON lists them, with the digest of its task set
+        doc = json.loads(run("status", "--json").output)
+        rows = {w["worker"]: w for w in doc["workers"]}
+        assert rows[W1]["pools"] == ["audio", "video"] and len(rows[W1]["tasks"]) == 16
+        assert (rows[W2]["pools"], rows[W2]["tasks"]) == ([], None)
+
     def test_json(self, fleet: FailureTable) -> None:
         # Given one paused worker
         fleet.pause(W2, 600, Reason.CHAOS, note="drill")
@@ -227,6 +242,12 @@ BAD_INPUT: list[tuple[list[str], dict[str, str], str]] = [
     (["pause", W1, "--for", "5"], {"RFQUEUE_MAX_PAUSED": "lots"}, "RFQUEUE_MAX_PAUSED"),
     (["chaos"], {"RFQUEUE_MAX_PAUSED": "10"}, "rfqueue_max_paused"),
     (["chaos", "--probability", "2"], {}, "'--probability'"),
+    (["chaos"], {"RFQUEUE_POOL_MAX_PAUSED": "audio=1"}, "rfqueue_pool_max_paused"),
+    (["chaos"], {"RFQUEUE_POOL_MIN_UP": "celery=1,audio=1"}, "rfqueue_pool_min_up"),
+    (["chaos"], {"RFQUEUE_POOL_MAX_PAUSED": "celery"}, "rfqueue_pool_max_paused"),
+    (["chaos"], {"RFQUEUE_POOL_MAX_PAUSED": "celery=1.5"}, "rfqueue_pool_max_paused"),
+    (["status"], {"RFQUEUE_POOL_MIN_UP": "celery=-1"}, "rfqueue_pool_min_up"),
+    (["status"], {"RFQUEUE_POOL_MIN_UP": "celery=two"}, "rfqueue_pool_min_up"),
     (["status", "--events", "-1"], {}, "'--events'"),
     (["nosuchcommand"], {}, "nosuchcommand"),
 ]

@@ -123,3 +123,23 @@ def test_on_a_terminal_it_draws_live(table, client):
         assert dashboard.live
         dashboard.update(view)
     assert "latest table events" in out.getvalue()
+
+
+def test_pools_show_in_the_title_when_shared_and_in_a_column_when_not(table, client):
+    from rfqueue.table.service import Service
+
+    def drawn() -> str:
+        console = Console(record=True, width=140, color_system=None)
+        view = Monitor(table, LedgerTail(client, LEDGER)).sample("producing", 1.0, 10.0)
+        console.print(render(view))
+        return console.export_text()
+
+    # Given two workers of one pool, the title names it
+    for name in ("w1@h", "w2@h"):
+        table.register(name, f"rfqueue.{name}", Service.of(["jobs"], ["t"]))
+    assert "workers in pool jobs" in drawn()
+    # When a worker of another pool joins, each row names its pools
+    table.register("v1@h", "rfqueue.v1@h", Service.of(["video", "audio"], ["t"]))
+    text = drawn()
+    assert "pools" in text and "audio,video" in text
+    assert next(line for line in text.splitlines() if "w1@h" in line).count("jobs") == 1

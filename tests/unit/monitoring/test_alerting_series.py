@@ -67,13 +67,13 @@ def test_the_budget_and_the_chaos_pauses_are_exposed(fleet, client):
     assert samples[("rfqueue_chaos_paused", ())] == 1
 
 
-def test_workers_without_pools_count_in_the_default_pool(fleet, client):
+def test_workers_without_pools_count_in_the_default_queues_pool(fleet, client):
     fleet.pause(W3, 60, Reason.CHAOS)
     _, samples = scrape(TableCollector(settings(), fleet))
     pools = series(samples, "rfqueue_pool_workers")
-    assert pools[(("pool", "default"), ("state", "up"))] == 2
-    assert pools[(("pool", "default"), ("state", "paused"))] == 1
-    assert pools[(("pool", "default"), ("state", "down"))] == 0
+    assert pools[(("pool", "celery"), ("state", "up"))] == 2
+    assert pools[(("pool", "celery"), ("state", "paused"))] == 1
+    assert pools[(("pool", "celery"), ("state", "down"))] == 0
 
 
 @dataclass(frozen=True)

@@ -110,3 +110,23 @@ def test_an_unreachable_redis_gives_up_0_and_no_error(settings):
     assert samples[("rfqueue_redis_up", ())] == 0
     assert not any(name == "rfqueue_queue_depth" for name, _ in samples)
     assert PASSWORD not in text
+
+
+def test_workers_of_each_pool_by_state(table, client, settings):
+    from rfqueue.table.service import Service
+
+    # Given two video workers (one paused), one of video and audio, one from before pools
+    table.register("v1@h", "rfqueue.v1@h", Service.of(["video"], ["t"]))
+    table.register("v2@h", "rfqueue.v2@h", Service.of(["video"], ["t"]))
+    table.register("va@h", "rfqueue.va@h", Service.of(["video", "audio"], ["t"]))
+    table.register("old@h", "rfqueue.old@h")
+    table.pause("v1@h", 60, Reason.CHAOS)
+    # When scraped, with "jobs" as the app's default queue
+    _, samples = scrape(TableCollector(settings, table, default_pool="jobs"))
+
+    # Then each pool counts its workers by state; the old one is in the default queue's
+    def pool(name: str, state: str) -> float:
+        return samples[("rfqueue_pool_workers", (("pool", name), ("state", state)))]
+
+    assert (pool("video", "up"), pool("video", "paused"), pool("video", "down")) == (2, 1, 0)
+    assert (pool("audio", "up"), pool("jobs", "up")) == (1, 1)

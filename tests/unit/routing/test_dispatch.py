@@ -174,10 +174,23 @@ def test_options_it_does_not_mirror_take_apply_async(app: Any, client: fakeredis
     assert all(sent[i]["headers"]["expires"] for i in ids)
 
 
-def test_explicit_queue_wins(app: Any, client: fakeredis.FakeRedis) -> None:
-    dispatch_many(app.tasks["app.work"], [(1,), (2,)], queue="celery")
-    assert client.llen("celery") == 2
+def test_an_explicit_queue_no_worker_consumes_wins(app: Any, client: fakeredis.FakeRedis) -> None:
+    dispatch_many(app.tasks["app.work"], [(1,), (2,)], queue="elsewhere")
+    assert client.llen("elsewhere") == 2
     assert app.conf.task_routes[0].routed.totals() == {}
+
+
+def test_an_explicit_pool_is_routed_inside_it_with_its_header(
+    app: Any, client: fakeredis.FakeRedis
+) -> None:
+    # Given workers that consume the default queue (entries without pools)
+    # When tasks are sent to that pool by name
+    ids = dispatch_many(app.tasks["app.work"], [(1,), (2,), (3,)], queue="celery")
+    # Then each went to a worker's own queue, carrying its pool for the rescue
+    sent = by_id(client)
+    assert client.llen("celery") == 0
+    assert {sent[i]["properties"]["delivery_info"]["routing_key"] for i in ids} == {QA, QB, QC}
+    assert all(sent[i]["headers"]["rfqueue-pool"] == "celery" for i in ids)
 
 
 def test_eager_mode_runs_the_tasks_here(broker: Counter[str]) -> None:
@@ -224,3 +237,11 @@ def test_bad_item(app: Any, client: fakeredis.FakeRedis, item: Any) -> None:
     with pytest.raises(TypeError, match="each item must be a tuple of arguments or a mapping"):
         dispatch_many(app.tasks["app.work"], [(1,), item])
     assert client.llen(QA) + client.llen(QB) + client.llen(QC) == 0
+
+
+def test_apply_async_carries_the_pool_header_too(app: Any, client: fakeredis.FakeRedis) -> None:
+    # Celery's send_task_message merges a route's headers into the message headers
+    result = app.tasks["app.work"].apply_async((1,))
+    message = by_id(client)[result.id]
+    assert message["headers"]["rfqueue-pool"] == "celery"
+    assert message["properties"]["delivery_info"]["routing_key"] in (QA, QB, QC)

@@ -85,8 +85,9 @@ def test_install_puts_unpin_first_and_the_chaos_tick_on_the_control_queue() -> N
     app.conf.task_routes = [{"tasks.mine": {"queue": "mine"}}]
     install(app, redis_url="redis://fake-table:6379/0")
     routes = app.conf.task_routes
-    assert isinstance(routes[0], Unpin) and isinstance(routes[-1], Router)
+    assert isinstance(routes[0], Unpin) and isinstance(routes[2], Router)
     # rfqueue's own chaos tick goes to the control queue every worker consumes
     assert routes[1] == {"rfqueue.chaos": {"queue": "rfqueue-control"}}
-    assert routes[2] == {"tasks.mine": {"queue": "mine"}}
+    # the user's routes come after the router, which asks them for each task's pool
+    assert routes[3] == {"tasks.mine": {"queue": "mine"}}
     assert app.amqp.router.route({}, "rfqueue.chaos")["queue"].name == "rfqueue-control"

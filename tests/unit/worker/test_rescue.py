@@ -347,3 +347,38 @@ def test_the_rescuer_routes_with_its_policy(world: World) -> None:
     # Then all went to w2, the last up queue, and the policy saw only up queues
     assert report.moved == Counter({(q(W3), q(W2)): 4})
     assert {call[0] for call in policy.calls} == {(q(W1), q(W2))}
+
+
+def test_a_rescue_keeps_each_task_in_its_pool_with_workers_that_have_it(world: World) -> None:
+    from rfqueue.table.service import Service
+    from tests.unit.brokers.test_stranded_pools import keyed
+    from tests.unit.kombu_fakes import push
+
+    # Given v1 and v2 of the video pool (v2 lacks app.rare), p1 of celery; v1 paused
+    v1, v2, p1 = "v1@h", "v2@h", "p1@h"
+    world.clock.now = time.time()
+    world.table.register(v1, q(v1), Service.of(["video"], ["app.v", "app.rare"]))
+    world.table.register(v2, q(v2), Service.of(["video"], ["app.v"]))
+    world.table.register(p1, q(p1), Service.of(["celery"], ["app.v", "app.rare"]))
+    world.pause(v1)
+    # And waiting in v1's queue: video tasks, one only v1 has, one of the default pool
+    video = keyed(q(v1), "app.v", "video", 3)
+    rare = keyed(q(v1), "app.rare", "video")
+    default = keyed(q(v1), "app.v", "")
+    push(world.client, q(v1), [*video, *rare, *default])
+    world.snapshot.refresh()
+    # When the rescuer runs
+    report = world.rescuer.run_once()
+    # Then the video tasks went to v2, the one without the pool header to p1 (its pool is
+    # the default queue), and the one no up video worker has waits for v1
+    assert report.moved == Counter({(q(v1), q(v2)): 3, (q(v1), q(p1)): 1})
+    assert world.broker_ids(q(v1)) == [json.loads(rare[0])["headers"]["id"]]
+    # And once a round moved none of it, later rounds leave it alone without reading it
+    # again, until the pools or the queue change
+    assert world.rescuer.run_once().moved == Counter()
+
+    def never(*args: Any) -> Counter[str]:
+        raise AssertionError("a queue that could not move was read again")
+
+    world.rescuer.broker.move = never  # type: ignore[method-assign]
+    assert world.rescuer.run_once().moved == Counter()

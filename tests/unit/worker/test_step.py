@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,23 +19,28 @@ QUEUE = f"rfqueue.{W1}"
 
 
 class FakeConsumer:
-    """What the enforcer uses of Celery's consumer: which queues it consumes."""
+    """What the enforcer uses of Celery's consumer and its task consumer: queues consumed."""
 
-    def __init__(self) -> None:
-        self.queues = {QUEUE}
+    def __init__(self, *names: str) -> None:
+        #: the names of the queues consumed
+        self.names = {QUEUE, *names}
         self.task_consumer = self
         self.calls: list[str] = []
 
+    @property
+    def queues(self) -> list[SimpleNamespace]:  # kombu.Queue objects: only .name is read
+        return [SimpleNamespace(name=name) for name in sorted(self.names)]
+
     def consuming_from(self, queue: str) -> bool:
-        return queue in self.queues
+        return queue in self.names
 
     def add_task_queue(self, queue: str) -> None:
         self.calls.append("add")
-        self.queues.add(queue)
+        self.names.add(queue)
 
     def cancel_task_queue(self, queue: str) -> None:
         self.calls.append("cancel")
-        self.queues.discard(queue)
+        self.names.discard(queue)
 
 
 def entry(state: State, until: float | None = None) -> Entry:
@@ -75,7 +81,7 @@ def test_a_resume_by_remote_control_still_wakes_the_read(enforcer: Enforcer) -> 
     enforcer.entry = entry(State.PAUSED, time.time() + 60)
     enforcer._reconcile()
     # Given the queue re-added by remote control (add_consumer) before the enforcer ran
-    enforcer.consumer.queues.add(QUEUE)
+    enforcer.consumer.names.add(QUEUE)
     # When the enforcer sees the entry up
     enforcer.entry = entry(State.UP)
     enforcer._reconcile()
@@ -99,7 +105,7 @@ def test_a_worker_shutting_down_never_takes_up_its_queue_again(
 
     # Given an up worker whose consumer Celery already cancelled for a shutdown
     enforcer.entry = entry(State.UP)
-    enforcer.consumer.queues.clear()
+    enforcer.consumer.names.clear()
     # When the enforcer reconciles after the shutdown began (a warm one sets 0, EX_OK)
     monkeypatch.setattr(state, flag, 0 if flag == "should_stop" else True)
     enforcer._reconcile()

@@ -28,7 +28,6 @@ from rfqueue.table import Budget, FailureTable
 from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.registry import snapshot_for
 from rfqueue.table.service import pools_or_default
-from rfqueue.validation import pool_max_paused, pool_min_up
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +74,7 @@ class ChaosJob:
         self.table = table
         self.control = control or RemoteControl(None)
         #: the app's ``task_default_queue``: the pool of entries with no known pools
-        self.budget = Budget(
-            settings.max_paused,
-            settings.min_up,
-            pool_max_paused(settings.pool_max_paused),
-            pool_min_up(settings.pool_min_up),
-            default_pool,
-        )
+        self.budget = Budget.from_settings(settings, default_pool)
 
     def check_fleet(self, entries: dict[str, Entry]) -> None:
         """Refuse a ``max_paused`` count larger than the fleet, or a pool nobody serves."""

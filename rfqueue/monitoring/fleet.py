@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from rfqueue.settings import Settings
+from rfqueue.table.budget import Budget
 from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.service import pools_or_default
 
@@ -49,15 +50,11 @@ def max_paused_now(settings: Settings, total: int) -> int:
 
 
 def budget_families(
-    settings: Settings, entries: Mapping[str, Entry], now: float
+    settings: Settings, entries: Mapping[str, Entry], now: float, default_pool: str = "celery"
 ) -> Iterator[Metric]:
     from prometheus_client.core import GaugeMetricFamily
 
-    chaos = sum(
-        1
-        for e in entries.values()
-        if e.effective_state(now) is State.PAUSED and e.reason is Reason.CHAOS
-    )
+    chaos = sum(_chaos_paused(e, now) for e in entries.values())
     yield GaugeMetricFamily(
         "rfqueue_budget_max_paused",
         "Most workers chaos may hold paused or down (max_paused for this fleet size)",
@@ -71,3 +68,39 @@ def budget_families(
     yield GaugeMetricFamily(
         "rfqueue_chaos_paused", "Workers paused by the chaos job right now", value=chaos
     )
+    yield from pool_budget_families(
+        Budget.from_settings(settings, default_pool), entries.values(), now
+    )
+
+
+def pool_budget_families(budget: Budget, entries: Iterable[Entry], now: float) -> Iterator[Metric]:
+    """The budget inside each pool, as ``pause.lua`` resolves it (``pool_max_paused``...)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    members: dict[str, list[Entry]] = {}
+    for entry in entries:
+        for pool in pools_or_default(entry.pools, budget.default_pool):
+            members.setdefault(pool, []).append(entry)
+    limit = GaugeMetricFamily(
+        "rfqueue_pool_budget_max_paused",
+        "Most workers of a pool chaos may hold paused or down (for its size)",
+        labels=["pool"],
+    )
+    floor = GaugeMetricFamily(
+        "rfqueue_pool_budget_min_up",
+        "Fewest workers of a pool chaos must leave up",
+        labels=["pool"],
+    )
+    chaos = GaugeMetricFamily(
+        "rfqueue_pool_chaos_paused", "Workers of a pool paused by the chaos job", labels=["pool"]
+    )
+    for pool in sorted(members):
+        most, fewest = budget.limits(pool, len(members[pool]))
+        limit.add_metric([pool], most)
+        floor.add_metric([pool], fewest)
+        chaos.add_metric([pool], sum(_chaos_paused(e, now) for e in members[pool]))
+    yield from (limit, floor, chaos)
+
+
+def _chaos_paused(entry: Entry, now: float) -> bool:
+    return entry.effective_state(now) is State.PAUSED and entry.reason is Reason.CHAOS

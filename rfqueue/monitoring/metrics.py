@@ -167,7 +167,7 @@ class TableCollector:
             oldest.add_metric([entries[name].queue, name], ages.get(entries[name].queue, 0.0))
         yield oldest
         yield from pool_families(entries, now, self.default_pool)
-        yield from budget_families(self.settings, entries, now)
+        yield from budget_families(self.settings, entries, now, self.default_pool)
         yield from rescue_families(self.table.client, self.table.keys, queues)
         yield from router_families(self.table.client, self.table.keys, self.table.now())
 

@@ -11,8 +11,10 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from rfqueue.settings import Settings
 from rfqueue.table.entry import Entry, State
 from rfqueue.table.service import pools_or_default
+from rfqueue.validation import pool_max_paused, pool_min_up
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,17 @@ class Budget:
     pool_min_up: Mapping[str, int] = field(default_factory=dict)
     #: the pool of entries with no known pools (from before pools): the default queue
     default_pool: str = "celery"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, default_pool: str = "celery") -> Budget:
+        """The budget ``settings`` give, fleet-wide and per pool."""
+        return cls(
+            settings.max_paused,
+            settings.min_up,
+            pool_max_paused(settings.pool_max_paused),
+            pool_min_up(settings.pool_min_up),
+            default_pool,
+        )
 
     def allows(self, not_up: int, total: int) -> bool:
         """Whether one more pause fits while ``not_up`` of ``total`` workers are out.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -12,12 +11,13 @@ import pytest
 from rfqueue.brokers.redis import RedisBroker
 from rfqueue.brokers.redis_layout import BrokerLayout, queue_lists
 from rfqueue.keys import Keys
-from rfqueue.monitoring.fleet import pool_families
+from rfqueue.monitoring.fleet import pool_budget_families, pool_families
 from rfqueue.monitoring.metrics import TableCollector, broker_readers
 from rfqueue.monitoring.oldest import OldestTasks
 from rfqueue.monitoring.routers import GONE_AFTER
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
+from rfqueue.table.budget import Budget
 from rfqueue.table.entry import Entry, Reason, State
 from tests.unit.conftest import NAMESPACE, FakeClock
 from tests.unit.monitoring.test_metrics import scrape
@@ -76,31 +76,45 @@ def test_workers_without_pools_count_in_the_default_queues_pool(fleet, client):
     assert pools[(("pool", "celery"), ("state", "down"))] == 0
 
 
-@dataclass(frozen=True)
-class PooledEntry(Entry):
-    """An entry as the pools work will make it: the pools the worker serves."""
+def pooled(name: str, pools: tuple[str, ...], now: float, until: float | None = None) -> Entry:
+    """An up worker of ``pools``, or paused by chaos until ``until``."""
+    state = State.PAUSED if until else State.UP
+    reason = Reason.CHAOS if until else None
+    return Entry(name, q(name), state, reason, now - 1, until, 1, pools=pools)
 
-    pools: tuple[str, ...] = ()
+
+def two_pools(now: float) -> dict[str, Entry]:
+    return {
+        W1: pooled(W1, ("celery",), now),
+        W2: pooled(W2, ("celery", "video"), now),
+        W3: pooled(W3, ("video",), now, until=now + 60),
+    }
 
 
 def test_a_worker_counts_in_every_pool_it_serves():
     now = time.time()
-
-    def entry(name: str, pools: tuple[str, ...], until: float | None = None) -> Entry:
-        state = State.PAUSED if until else State.UP
-        reason = Reason.CHAOS if until else None
-        return PooledEntry(name, q(name), state, reason, now - 1, until, 1, pools=pools)
-
-    entries = {
-        W1: entry(W1, ("celery",)),
-        W2: entry(W2, ("celery", "video")),
-        W3: entry(W3, ("video",), until=now + 60),
-    }
+    entries = two_pools(now)
     [family] = pool_families(entries, now)
     values = {(s.labels["pool"], s.labels["state"]): s.value for s in family.samples}
     assert values[("celery", "up")] == 2
     assert values[("video", "up")] == 1 and values[("video", "paused")] == 1
     assert "default" not in {pool for pool, _ in values}
+
+
+def test_the_budget_inside_each_pool_is_exposed():
+    # Given two pools of two workers, one worker of video paused by chaos, and a
+    # budget of half of each pool with video's own min_up
+    now = time.time()
+    budget = Budget.from_settings(settings(max_paused=0.5, pool_min_up=("video=1",)))
+    families = {f.name: f for f in pool_budget_families(budget, two_pools(now).values(), now)}
+
+    def values(name: str) -> dict[str, float]:
+        return {s.labels["pool"]: s.value for s in families[name].samples}
+
+    # Then each pool's limits are resolved for its own size, as pause.lua resolves them
+    assert values("rfqueue_pool_budget_max_paused") == {"celery": 1, "video": 1}
+    assert values("rfqueue_pool_budget_min_up") == {"celery": 1, "video": 1}
+    assert values("rfqueue_pool_chaos_paused") == {"celery": 0, "video": 1}
 
 
 # -- drains and ejections, from the event log --------------------------------------------

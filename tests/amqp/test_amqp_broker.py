@@ -23,7 +23,10 @@ SOURCE, TARGET_A, TARGET_B = "rfqueue.w1@h", "rfqueue.w2@h", "rfqueue.w3@h"
 
 @pytest.fixture
 def connection(amqp_url: str) -> Iterator[Any]:
-    with Connection(amqp_url) as conn:
+    # Publisher confirms: a publish returns once RabbitMQ holds the message, so a depth read
+    # on the broker's own connection right after it counts every message (without them the
+    # exporter test read 1 of 4 in CI).
+    with Connection(amqp_url, transport_options={"confirm_publish": True}) as conn:
         yield conn
 
 

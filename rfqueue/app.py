@@ -115,7 +115,9 @@ def install(app: Any, **settings: Any) -> Settings:
         """One tick of the random-failure job (see :mod:`rfqueue.chaos`)."""
         return run_tick(app, overrides)
 
-    app.task(name=CHAOS_TASK, ignore_result=True, acks_late=False)(chaos)
+    # Not shared: a shared task is bound to every app of the process, all running the
+    # first app's closure (its settings, its namespace), with a DuplicateTaskNameWarning.
+    app.task(name=CHAOS_TASK, ignore_result=True, acks_late=False, shared=False)(chaos)
     if resolved.chaos_enabled:
         schedule = dict(app.conf.beat_schedule or {})
         schedule[CHAOS_SCHEDULE_ENTRY] = {

@@ -5,10 +5,15 @@ from __future__ import annotations
 import importlib
 import ssl
 import sys
+import warnings
 
 import pytest
+from celery import Celery
+from celery.exceptions import DuplicateTaskNameWarning
 
 import rfqueue
+import rfqueue.app
+from rfqueue.app import CHAOS_TASK
 
 
 @pytest.mark.parametrize(
@@ -51,3 +56,20 @@ def test_the_reference_and_demo_apps_use_them(module: str, monkeypatch: pytest.M
     app = importlib.import_module(module).app
     for key, value in rfqueue.recommended_config("redis://127.0.0.1:1/0").items():
         assert app.conf[key] == value, key
+
+
+def test_each_app_gets_its_own_chaos_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several apps in one process (tests, tenants): each tick acts on its own app."""
+    ticked: list[Celery] = []
+    monkeypatch.setattr(rfqueue.app, "run_tick", lambda app, overrides: ticked.append(app) or {})
+    apps = [Celery(f"tenant{n}", broker="memory://", set_as_current=False) for n in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DuplicateTaskNameWarning)
+        for n, app in enumerate(apps):
+            rfqueue.install(app, namespace=f"tenant{n}")
+        for app in apps:
+            app.finalize()
+    for app in apps:
+        app.tasks[CHAOS_TASK].run()
+    assert ticked == apps
+    assert CHAOS_TASK not in Celery("bystander", set_as_current=False).tasks

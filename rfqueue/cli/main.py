@@ -227,7 +227,7 @@ def _print_status(
     )
     for column in columns:
         grid.add_column(column, justify="right" if column == "depth" else "left")
-    colours = {"up": "green", "paused": "yellow", "down": "red"}
+    colours = {"up": "green", "paused": "yellow", "draining": "cyan", "down": "red"}
     for name in sorted(entries):
         e = entries[name]
         state = e.state.value

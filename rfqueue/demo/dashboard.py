@@ -20,7 +20,7 @@ from rich.text import Text
 from rfqueue.demo.monitor import FleetView, WorkerRow
 from rfqueue.table import Event
 
-STATE_STYLES = {"up": "green", "paused": "yellow", "down": "red"}
+STATE_STYLES = {"up": "green", "paused": "yellow", "draining": "cyan", "down": "red"}
 #: seconds between plain lines when stdout is not a terminal
 PLAIN_INTERVAL = 5.0
 

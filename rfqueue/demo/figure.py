@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 #: one colour per state, the same in every panel and in the legend
-STATE_COLOURS = {"up": "#d8efd3", "paused": "#f6b26b", "down": "#e06666"}
+STATE_COLOURS = {
+    "up": "#d8efd3",
+    "paused": "#f6b26b",
+    "draining": "#9fc5e8",
+    "down": "#e06666",
+}
 THROUGHPUT_COLOUR = "#1f4e79"
 LATENCY_COLOURS = {"p50": "#1f4e79", "p95": "#e69138", "max": "#999999"}
 

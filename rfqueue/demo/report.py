@@ -21,7 +21,7 @@ from typing import Any
 from rfqueue.table import Event
 
 #: the states a band can have, in the figure's order
-STATES = ("up", "paused", "down")
+STATES = ("up", "paused", "draining", "down")
 
 
 @dataclass(frozen=True)

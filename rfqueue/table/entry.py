@@ -18,6 +18,10 @@ class State(str, Enum):
     PAUSED = "paused"
     #: not running, or silent for longer than the heartbeat timeout
     DOWN = "down"
+    #: on its way out (a shutdown, or ``rfqueue drain``): the router skips it, its consumers
+    #: are cancelled and its queue moves on, while it beats and finishes what it runs; it
+    #: ends down when the worker stops, or up at ``until`` (an operator's drain only)
+    DRAINING = "draining"
 
 
 class Reason(str, Enum):
@@ -29,7 +33,7 @@ class Reason(str, Enum):
     MANUAL = "manual"
     #: marked down, or back up, by its heartbeat
     HEARTBEAT = "heartbeat"
-    #: marked down by its own clean shutdown
+    #: marked down by its own clean shutdown, or draining because that shutdown began
     SHUTDOWN = "shutdown"
     #: a pause that reached its ``until``
     EXPIRED = "expired"
@@ -61,8 +65,11 @@ class Entry:
     tasks: str | None = None
 
     def effective_state(self, now: float) -> State:
-        """The state with an expired pause counted as up, as every reader sees it."""
+        """The state with an expired pause or drain counted as up, as every reader sees it."""
         if self.state is State.PAUSED and (self.until is None or self.until <= now):
+            return State.UP
+        # A drain without ``until`` lasts until the worker stops; every pause expires.
+        if self.state is State.DRAINING and self.until is not None and self.until <= now:
             return State.UP
         return self.state
 

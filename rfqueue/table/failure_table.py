@@ -75,10 +75,20 @@ def _script_source(name: str) -> str:
 class FailureTable:
     """Reads and changes the table of one namespace on one Redis connection."""
 
-    SCRIPTS = ("register", "heartbeat", "pause", "resume", "down", "expire", "reap", "forget")
+    SCRIPTS = (
+        "register",
+        "heartbeat",
+        "pause",
+        "resume",
+        "down",
+        "expire",
+        "reap",
+        "forget",
+        "drain",
+    )
     #: someone's decision, so it waits for ``acks``; beats, expiries and reaps are re-derived
     #: from what survives within a beat or a rescue round, and run far too often to wait
-    DECISIONS = frozenset({"pause", "resume", "down", "forget"})
+    DECISIONS = frozenset({"pause", "resume", "down", "forget", "drain"})
 
     def __init__(
         self,
@@ -221,8 +231,34 @@ class FailureTable:
             pools_arg,
         )
 
+    def drain(
+        self,
+        worker: str,
+        reason: Reason,
+        seconds: float | None = None,
+        note: str | None = None,
+    ) -> Change:
+        """Take ``worker`` out of the routable set while it finishes what it runs.
+
+        ``seconds``: an operator's drain ends (up again) that long after the server's
+        now, within ``max_pause``; None: it lasts until the worker stops (its own
+        shutdown), which marks it down. Status ``state`` for a down worker (nothing to
+        drain), ``noop`` when a drain that lasts until the stop is under way.
+        """
+        if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError("a drain with an end needs a positive duration")
+        return self._change(
+            "drain",
+            worker,
+            reason.value,
+            "" if seconds is None else repr(float(seconds)),
+            repr(float(self.max_pause)),
+            note or "",
+        )
+
     def resume(self, worker: str, reason: Reason = Reason.MANUAL) -> Change:
-        """End ``worker``'s pause now."""
+        """End ``worker``'s pause, or an operator's drain, now (status ``state``: it is
+        draining because it is shutting down)."""
         return self._change("resume", worker, reason.value)
 
     def mark_down(self, worker: str, reason: Reason) -> Change:

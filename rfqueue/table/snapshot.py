@@ -34,6 +34,8 @@ from rfqueue.table.pools import PoolIndex
 logger = logging.getLogger(__name__)
 
 Listener = Callable[["Snapshot"], None]
+#: states that end at ``until`` (a pause, an operator's drain): the copy re-reads then
+_ENDING = (State.PAUSED, State.DRAINING)
 Hook = Callable[[], None]
 
 
@@ -194,9 +196,7 @@ class Snapshot:
         pools = PoolIndex.build(ordered, lambda e: self._routable(e, self._read_at), self.task_sets)
         if pools != self.pools:  # the same object while nothing changed: routers keep caches
             self.pools = pools
-        pending = [
-            e.until for e in ordered if e.state is State.PAUSED and e.until and e.until > now
-        ]
+        pending = [e.until for e in ordered if e.state in _ENDING and e.until and e.until > now]
         self._next_expiry = time.monotonic() + (min(pending) - now) if pending else float("inf")
         self.version, self.loaded = version, True
         if changed:

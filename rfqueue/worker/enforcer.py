@@ -55,6 +55,9 @@ class Enforcer:
         #: called in the event loop right after the queue is consumed again
         self.on_resume: Callable[[Any], object] | None = None
         self._resuming = False
+        #: the worker's shutdown began: it drains (see begin_drain)
+        self._leaving = threading.Event()
+        self._drain_written = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -74,6 +77,16 @@ class Enforcer:
             for queue in (self.queue, *self.service.pools):
                 consumer.cancel_task_queue(queue)
             logger.info("rfqueue: %s starts paused until %s", self.nodename, self._until())
+
+    def begin_drain(self) -> None:
+        """A warm or cold shutdown began: leave the routable set now, beat until the exit.
+
+        Safe in a signal handler: it only sets events; the thread writes ``draining``
+        within milliseconds, then keeps beating (heartbeat.lua keeps it draining) until
+        :meth:`shutdown` marks the worker down.
+        """
+        self._leaving.set()
+        self._wake.set()  # the thread also asks the event loop to cancel the consumers
 
     def shutdown(self) -> None:
         """Stop the thread and mark the worker down (its pause, if any, is kept)."""
@@ -107,15 +120,27 @@ class Enforcer:
             self._wake.clear()
             if self._stopping.is_set():
                 return
-            self._write(self._beat)
-            self._clock.maybe_check(self.table.client)
-            if self.consumer is not None:
-                self.consumer.call_soon(self._reconcile)
+            self._round()
+
+    def _round(self) -> None:
+        """Drain if the shutdown began, beat, and have the event loop reconcile."""
+        if self._leaving.is_set() and not self._drain_written:
+            self._write(self._drain)
+        self._write(self._beat)
+        self._clock.maybe_check(self.table.client)
+        if self.consumer is not None:
+            self.consumer.call_soon(self._reconcile)
 
     def _beat(self) -> Change:
         # The version it last saw: a beat held up in the network must not undo a down.
         seen = self.entry.version if self.entry else 0  # 0: it has seen nothing yet
         return self.table.heartbeat(self.nodename, self.queue, seen, self.service)
+
+    def _drain(self) -> Change:
+        change = self.table.drain(self.nodename, Reason.SHUTDOWN)
+        self._drain_written = True  # not before: a failed write is tried again next round
+        logger.info("rfqueue: %s drains: no new tasks, %s moves on", self.nodename, self.queue)
+        return change
 
     def _write(self, change: Callable[[], Change]) -> None:
         try:
@@ -127,7 +152,7 @@ class Enforcer:
     def _wait_time(self) -> float:
         wait = self.settings.heartbeat_interval
         until = self._until()
-        if until is not None and self.entry and self.entry.state is State.PAUSED:
+        if until is not None and self.entry and self.entry.state in (State.PAUSED, State.DRAINING):
             wait = min(wait, max(0.0, until - self.table.now()))
         return wait
 
@@ -139,30 +164,39 @@ class Enforcer:
     def _reconcile(self) -> None:
         """Runs inside the consumer's event loop: add or cancel the dedicated and pool queues."""
         consumer = self.consumer
-        if consumer is None or consumer.task_consumer is None or _shutting_down():
-            return  # a worker on its way out must not take up its queue again
-        task_consumer = consumer.task_consumer
-        self._observe_pools(task_consumer)
-        consuming = task_consumer.consuming_from(self.queue)
-        if self._should_consume():
-            if not consuming:
-                logger.info("rfqueue: %s resumes consuming %s", self.nodename, self.queue)
-                # Pools first, its own queue last: consuming its own queue means all are back.
-                for queue in (*self.service.pools, self.queue):
-                    if not task_consumer.consuming_from(queue):
-                        consumer.add_task_queue(queue)
-            if self._resuming and self.on_resume is not None:
-                # Also when remote control re-added the queue before this ran.
-                self.on_resume(consumer)
-            self._resuming = False
+        if consumer is None or consumer.task_consumer is None:
+            return
+        # A worker on its way out (draining) must not take up its queue again.
+        leaving = self._leaving.is_set() or _shutting_down()
+        if not leaving:
+            self._observe_pools(consumer.task_consumer)
+        if not leaving and self._should_consume():
+            self._start_consuming(consumer)
         else:
-            self._resuming = True
-            if consuming:
-                logger.info("rfqueue: %s pauses until %s", self.nodename, self._until())
-            # Its own queue first: while it consumes that, it consumes all its pools too.
-            for queue in (self.queue, *self.service.pools):
-                if task_consumer.consuming_from(queue):
-                    consumer.cancel_task_queue(queue)
+            self._stop_consuming(consumer)
+
+    def _start_consuming(self, consumer: Any) -> None:
+        task_consumer = consumer.task_consumer
+        if not task_consumer.consuming_from(self.queue):
+            logger.info("rfqueue: %s resumes consuming %s", self.nodename, self.queue)
+            # Pools first, its own queue last: consuming its own queue means all are back.
+            for queue in (*self.service.pools, self.queue):
+                if not task_consumer.consuming_from(queue):
+                    consumer.add_task_queue(queue)
+        if self._resuming and self.on_resume is not None:
+            # Also when remote control re-added the queue before this ran.
+            self.on_resume(consumer)
+        self._resuming = False
+
+    def _stop_consuming(self, consumer: Any) -> None:
+        task_consumer = consumer.task_consumer
+        self._resuming = True
+        if task_consumer.consuming_from(self.queue):
+            logger.info("rfqueue: %s stops consuming %s", self.nodename, self.queue)
+        # Its own queue first: while it consumes that, it consumes all its pools too.
+        for queue in (self.queue, *self.service.pools):
+            if task_consumer.consuming_from(queue):
+                consumer.cancel_task_queue(queue)
 
     def _observe_pools(self, task_consumer: Any, trusted: bool = False) -> None:
         """Learn the pools from the queues consumed while its own queue is consumed.
@@ -204,7 +238,9 @@ class Enforcer:
     def _should_consume(self) -> bool:
         # Unknown (Redis never reached) means consume: rfqueue fails open.
         entry = self.entry
-        return entry is None or entry.effective_state(self.table.now()) is not State.PAUSED
+        if entry is None:
+            return True
+        return entry.effective_state(self.table.now()) not in (State.PAUSED, State.DRAINING)
 
     def _until(self) -> float | None:
         return self.entry.until if self.entry else None

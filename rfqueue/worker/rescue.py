@@ -209,8 +209,9 @@ class Rescuer:
 
     def _dead(self, entry: Entry, now: float) -> bool:
         """Died without a clean stop: its unacknowledged messages will never be acked."""
-        if entry.reason is Reason.SHUTDOWN:
+        if entry.state is State.DOWN and entry.reason is Reason.SHUTDOWN:
             return False  # a clean stop hands its messages back itself
+        # A draining worker whose beats stopped was killed on its way out (SIGKILL).
         return entry.silent(now, self.heartbeat_timeout)
 
     def _move(self, queue: str, choose: Chooser, depth: int, report: RescueReport) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import bootsteps
+from celery import bootsteps, signals
 
 from rfqueue.brokers import broker_for
 from rfqueue.keys import Keys
@@ -67,6 +67,14 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self._started = False
         #: the pool of messages that carry none: the app's default queue
         self.default_pool = str(c.app.conf.task_default_queue or "celery")
+        # The earliest word of a shutdown by signal (SIGTERM, SIGINT, SIGQUIT), sent from
+        # the signal handler; a remote `shutdown` only passes through stop() below.
+        signals.worker_shutting_down.connect(
+            self._on_shutting_down,
+            sender=c.hostname,
+            weak=False,
+            dispatch_uid=f"rfqueue-{c.hostname}",
+        )
 
     def start(self, c: Any) -> None:
         self.enforcer.attach(c)
@@ -92,8 +100,22 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
             self.default_pool,
         )
 
+    def _on_shutting_down(self, **_: Any) -> None:
+        self.enforcer.begin_drain()
+
     def stop(self, c: Any) -> None:
-        """Nothing: a reconnect stops and restarts the consumer, the worker stays."""
+        """Drain when the worker is stopping; a reconnect (the worker stays) does nothing.
+
+        Every shutdown (a signal, ``celery control shutdown``) stops the consumer's steps
+        before the pool finishes its tasks; a reconnect restarts them while the
+        consumer's blueprint still runs.
+        """
+        if c.blueprint is not None and c.blueprint.state in (bootsteps.CLOSE, bootsteps.TERMINATE):
+            self.enforcer.begin_drain()
+
+    def terminate(self, c: Any) -> None:
+        """A cold shutdown: drain as well (the worker marks itself down when it is gone)."""
+        self.stop(c)
 
     def shutdown(self, c: Any) -> None:
         if self.rescuer is not None:

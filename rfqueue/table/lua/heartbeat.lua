@@ -21,7 +21,9 @@ if not e or e.state == 'down' then
   return reply('ok', save(e, 'register', 'heartbeat'))
 end
 local served = set_service(e, ARGV[7], ARGV[8])
-if e.state == 'paused' and not pause_left(e) then
+-- An expired pause or operator's drain ends; a drain still under way stays draining
+-- (the worker beats while it finishes its tasks).
+if e.state ~= 'up' and effective(e) == 'up' then
   set_state(e, 'up', NULL, NULL)
   return reply('ok', save(e, 'resume', 'expired'))
 end

@@ -7,6 +7,8 @@ local budget, min_up, max_pause = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 if note == '' then note = NULL end
 local e = load(name)
 if not e then return reply('unknown') end
+-- A draining worker stays draining: a pause would end, and route tasks to a leaving worker.
+if effective(e) == 'draining' then return reply('state', e) end
 if not (seconds and seconds > 0 and seconds <= max_pause) then return reply('duration', e) end
 local pause_until = NOW + seconds
 if budget ~= '' then

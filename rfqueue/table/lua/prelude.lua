@@ -13,7 +13,7 @@ end
 local NOW = server_time()
 local NULL = cjson.null
 
-local STATES = {up = true, paused = true, down = true}
+local STATES = {up = true, paused = true, down = true, draining = true}
 local REASONS = {
   [''] = true, chaos = true, manual = true, heartbeat = true, shutdown = true,
   expired = true, start = true,
@@ -115,9 +115,17 @@ local function pause_left(e)
   return u ~= nil and u ~= NULL and tonumber(u) > NOW
 end
 
--- The state every reader sees: an expired pause counts as up.
+-- An operator's drain that reached its ``until``; a drain without one (the worker's own
+-- shutdown) lasts until the worker stops.
+local function drain_over(e)
+  local u = e['until']
+  return e.state == 'draining' and u ~= nil and u ~= NULL and not pause_left(e)
+end
+
+-- The state every reader sees: an expired pause or drain counts as up.
 local function effective(e)
   if e.state == 'paused' and not pause_left(e) then return 'up' end
+  if drain_over(e) then return 'up' end
   return e.state
 end
 
@@ -139,7 +147,9 @@ local function set_state(e, state, reason, pause_until, note)
 end
 
 -- Down, keeping an unexpired pause (and why it was paused) for when the worker returns.
+-- A drain ends with the worker: its ``until`` is no pause to keep.
 local function take_down(e, reason)
+  if e.state == 'draining' then e['until'] = NULL end
   if pause_left(e) then
     if e.state == 'paused' then e.pause_reason = e.reason end
     e.state, e.reason, e.since = 'down', reason, NOW
@@ -148,8 +158,9 @@ local function take_down(e, reason)
   end
 end
 
--- Back from down: into the pause it still owes, or up.
+-- Back from down: into the pause it still owes, or up. A new life ends a drain.
 local function revive(e)
+  if e.state == 'draining' then e['until'] = NULL end
   if pause_left(e) then
     e.state, e.reason, e.since = 'paused', e.pause_reason or 'manual', NOW
   else

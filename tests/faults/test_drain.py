@@ -1,0 +1,126 @@
+"""Drain on shutdown: a worker told to stop leaves the routable set at once.
+
+A SIGTERM (as Kubernetes sends it, to the worker's main process only) makes the worker
+``draining``: routers skip it, its queue moves on, it beats and finishes what it runs,
+then marks itself down. A SIGKILL during the drain still gets its tasks restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
+from tests.faults.conftest import scenario_line
+from tests.faults.test_crash import mid_task, state_of
+from tests.faults.test_rescue import _up
+from tests.integration.conftest import nodename, rfqueue_cli, wait_for_seqs
+from tests.integration.test_routing import wait_until_routable
+
+LONG = 8.0
+QUICK = 30
+
+
+def unacked_of(client: Any, worker: str) -> int:
+    """How many delivered, unacknowledged tasks ``worker``'s own queue has out."""
+    queue = f"rfqueue.{worker}"
+    return sum(json.loads(raw)[2] == queue for raw in client.hgetall("unacked").values())
+
+
+def busy_w1(fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any, long: int) -> str:
+    """w1 (``long`` pool processes) running ``long`` long tasks; w2, w3 up and idle."""
+    from workers.tasks import record
+
+    fleet.start_worker("w1", "--concurrency", str(long))
+    for name in ("w2", "w3"):
+        fleet.start_worker(name, "--concurrency", "1")
+    for name in ("w1", "w2", "w3"):
+        fleet.wait_ready(name)
+    w1, w2, w3 = (nodename(n) for n in ("w1", "w2", "w3"))
+    wait_until_routable(app, w1, w2, w3)
+    # The long tasks go to w1: the others are paused while they are sent
+    for other in (w2, w3):
+        assert rfqueue_cli(redis_server, "pause", other, "--for", "60").returncode == 0
+    wait_for(lambda: _up(app) == (f"rfqueue.{w1}",), 5, what="only w1 routable")
+    for seq in range(long):
+        record.apply_async(kwargs={"seq": 1000 + seq, "sent": time.time(), "sleep": LONG})
+    wait_for(lambda: unacked_of(redis_client, w1) == long, 10, interval=0.05, what="w1 busy")
+    for other in (w2, w3):
+        assert rfqueue_cli(redis_server, "resume", other).returncode == 0
+    wait_until_routable(app, w1, w2, w3)
+    return w1
+
+
+def test_sigterm_drains_a_busy_worker_at_once(
+    fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
+):
+    from workers.tasks import record
+
+    # Given w1 running two 8 s tasks, w2 and w3 idle
+    w1 = busy_w1(fleet, redis_server, redis_client, app, long=2)
+    worker = fleet.workers["w1"]
+
+    # When w1's main process gets SIGTERM (a warm shutdown) and 30 quick tasks follow
+    os.kill(worker.pid, signal.SIGTERM)
+    signalled = time.time()
+    for seq in range(QUICK):
+        record.apply_async(kwargs={"seq": seq, "sent": time.time()})
+
+    # Then all 30 are done within 2 s of the SIGTERM, none by w1
+    lines = wait_for_seqs(redis_client, set(range(QUICK)), 30)
+    quick = [x for x in lines if x["seq"] < QUICK]
+    last = max(x["done"] for x in quick) - signalled
+    assert not [x for x in quick if x["worker"] == w1], quick
+    assert last < 2.0, f"the last quick task was done {last:.2f} s after the SIGTERM"
+    # And w1 is draining meanwhile: not up, still beating
+    assert state_of(redis_server, w1) == ("draining", "shutdown")
+
+    # Then the two long tasks complete on w1, which exits cleanly and is down
+    lines = wait_for_seqs(redis_client, set(range(QUICK)) | {1000, 1001}, 30)
+    assert worker.proc.wait(30) == 0
+    assert state_of(redis_server, w1) == ("down", "shutdown")
+    runs = Counter(x["seq"] for x in lines)
+    assert {x["worker"] for x in lines if x["seq"] >= 1000} == {w1}
+    scenario_line(
+        "drain on SIGTERM",
+        QUICK + 2,
+        len(runs),
+        sum(n > 1 for n in runs.values()),
+        f"SIGTERM to w1 running two {LONG:g} s tasks; the last of {QUICK} quick tasks "
+        f"sent after it done elsewhere {last * 1000:.0f} ms after the signal",
+    )
+    assert set(runs.values()) == {1}
+
+
+def test_sigkill_during_a_drain_still_restores_its_tasks(
+    fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
+):
+    # Given w1 running one 8 s task, and draining after a SIGTERM
+    w1 = busy_w1(fleet, redis_server, redis_client, app, long=1)
+    worker = fleet.workers.pop("w1")
+    wait_for(lambda: mid_task(redis_client, w1), 10, interval=0.02, what="w1 mid-task")
+    os.kill(worker.pid, signal.SIGTERM)
+    wait_for(lambda: state_of(redis_server, w1)[0] == "draining", 5, what="w1 draining")
+
+    # When it is killed (SIGKILL, the whole process group) before its task ends
+    worker.kill()
+    killed = time.monotonic()
+
+    # Then the survivors mark it down for want of a heartbeat and run its task again
+    lines = wait_for_seqs(redis_client, {1000}, 30)
+    restored_after = time.monotonic() - killed
+    assert state_of(redis_server, w1) == ("down", "heartbeat")
+    assert [x["worker"] for x in lines] != [w1]
+    scenario_line(
+        "SIGKILL while draining",
+        1,
+        len({x["seq"] for x in lines}),
+        len(lines) - 1,
+        f"SIGTERM then SIGKILL of w1 mid-task; its {LONG:g} s task done elsewhere "
+        f"{restored_after:.1f} s after the kill",
+    )
+    assert len(lines) == 1

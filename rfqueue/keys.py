@@ -138,6 +138,8 @@ class Keys:
 
     @property
     def channel(self) -> str:
+        """Pub/sub: each changed entry as stored, plus ``beat`` (the server time) when
+        the change is the worker's own beat (a registration, a beat that revives it)."""
         return f"{self._tag}:changes"
 
     @property

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -166,9 +167,11 @@ class Snapshot:
 
         Returns False, changing nothing, when a full read is needed instead: a gap in
         the versions, or a message that is not an entry (a forgotten worker). An
-        applied entry keeps the heartbeat this copy has for its worker, or the time of
-        its change when that is later: a worker that registers or comes back up beats
-        in the same step. Heartbeats otherwise come with the next full read.
+        applied entry keeps the heartbeat this copy has for its worker, or the beat the
+        announcement carries when that is later: a worker that registers or comes back
+        up beats in the same step. Only a beat is a beat: the ``since`` of a pause that
+        ends is no sign of life (a dead worker's pause expires too). Heartbeats
+        otherwise come with the next full read.
         """
         entries, version = dict(self.entries), self.version
         for message in announced:
@@ -178,8 +181,8 @@ class Snapshot:
             if entry.version <= version:
                 continue  # announced before our last read: already in the copy
             old = entries.get(entry.worker)
-            beats = [b for b in (old.heartbeat if old else None, entry.since) if b is not None]
-            entries[entry.worker] = dataclasses.replace(entry, heartbeat=max(beats))
+            beats = [b for b in (old.heartbeat if old else None, entry.heartbeat) if b is not None]
+            entries[entry.worker] = dataclasses.replace(entry, heartbeat=max(beats, default=None))
             version = entry.version
         self._install(entries, version)
         return True
@@ -248,13 +251,16 @@ def _drain(pubsub: redis.client.PubSub, limit: int = 1000) -> list[Any]:
 
 
 def _announced_entry(message: Any) -> Entry | None:
-    """The entry a change message carries; None for anything else."""
+    """The entry a change message carries, with the worker's beat if the change was
+    one (``beat``, see prelude.lua); None for anything else."""
     data = message.get("data") if isinstance(message, dict) else None
     if not isinstance(data, (str, bytes)):
         return None
     try:
-        return Entry.from_json(data)
-    except (ValueError, TypeError, KeyError):  # MalformedEntry is a ValueError
+        beat = json.loads(data).get("beat")
+        heartbeat = float(beat) if isinstance(beat, (int, float)) else None
+        return Entry.from_json(data, heartbeat=heartbeat)
+    except (ValueError, TypeError, KeyError, AttributeError):  # MalformedEntry: ValueError
         return None
 
 

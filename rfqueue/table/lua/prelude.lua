@@ -12,6 +12,9 @@ local function server_time()
 end
 local NOW = server_time()
 local NULL = cjson.null
+-- Set by note_beat: this script records the worker's own beat, and says so when it
+-- announces a change (readers take nothing else, a resume's `since` say, as a sign of life).
+local BEAT = nil
 
 local STATES = {up = true, paused = true, down = true, draining = true}
 local REASONS = {
@@ -138,6 +141,11 @@ local function save(e, action, reason, note)
     state = e.state, ['until'] = e['until'], note = note or NULL, version = e.version,
   }))
   redis.call('LTRIM', EVENTS, 0, EVENTS_MAX - 1)
+  if BEAT then  -- announced only: the stored entry holds no heartbeat
+    e.beat = BEAT
+    body = cjson.encode(e)
+    e.beat = nil
+  end
   redis.call('PUBLISH', CHANNEL, body)
   return e
 end
@@ -227,6 +235,7 @@ end
 -- unreachable for everyone), ``since`` moves to now: silence is counted from then on, so
 -- an outage never makes the whole fleet look dead the moment Redis returns.
 local function note_beat(name, gap)
+  BEAT = NOW
   -- The server's clock can step back (NTP): a worker's last beat never moves back.
   local prev = tonumber(redis.call('HGET', HEARTBEATS, name)) or 0
   if NOW > prev then redis.call('HSET', HEARTBEATS, name, NOW) end

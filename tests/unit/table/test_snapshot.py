@@ -17,6 +17,7 @@ import rfqueue.table.snapshot
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason, State
 from rfqueue.table.snapshot import Snapshot
+from tests.unit.conftest import beat_while
 
 W1, W2, W3, W4 = "w1@h", "w2@h", "w3@h", "w4@h"
 
@@ -527,3 +528,27 @@ class TestAnnouncedChanges:
         assert snap.apply(self.announced(table, lambda: table.register(W2, q(W2))))
         # Then it is routable without waiting for a read to bring its heartbeat
         assert set(snap.up_queues) == {q(W1), q(W2)}
+
+    @pytest.mark.parametrize("ending", ["expired", "lifted"])
+    def test_a_pause_that_ends_does_not_revive_a_silent_worker(
+        self, table: FailureTable, clock: Any, ending: str
+    ) -> None:
+        """Only a heartbeat is a heartbeat: the ``since`` of a resume is no sign of life."""
+        # Given W2 paused for 30 s, then silent (dead) while W1 beats, and a copy read then
+        clock.now = time.time()
+        for worker in (W1, W2):
+            table.register(worker, q(worker))
+        table.pause(W2, 30, Reason.CHAOS)
+        beat_while(table, clock, 10, W1)
+        snap = Snapshot(table, refresh_interval=60, heartbeat_timeout=5.0)
+        assert snap.refresh() and snap.up_queues == (q(W1),)
+        # When its pause ends (by a tick's expiry, or lifted by hand) and that is announced
+        if ending == "expired":
+            beat_while(table, clock, 25, W1)
+            change: Callable[[], Any] = table.resume_expired
+        else:
+            change = lambda: table.resume(W2)  # noqa: E731
+        assert snap.apply(self.announced(table, change))
+        # Then the dead worker is up in the copy, yet still silent: not routable
+        assert snap.entries[W2].state is State.UP
+        assert snap.up_queues == (q(W1),)

@@ -16,6 +16,7 @@ from celery import signals
 from rfqueue.brokers import BrokerRefused, broker_for
 from rfqueue.chaos import chaos_overrides, run_tick
 from rfqueue.keys import Keys
+from rfqueue.routing.destination import direct_queue
 from rfqueue.routing.router import Router
 from rfqueue.routing.unpin import Unpin
 from rfqueue.settings import Settings
@@ -108,7 +109,8 @@ def install(app: Any, **settings: Any) -> Settings:
     # The chaos tick goes to the control queue every worker consumes, never behind a backlog.
     # Then the router, which asks your routes (after it) for each task's pool and picks an
     # up worker of that pool (see rfqueue.routing.destination).
-    control = {CHAOS_TASK: {"queue": Keys(resolved.namespace).control_queue}}
+    # A Queue, not a name: a producer with task_create_missing_queues=False sends it too.
+    control = {CHAOS_TASK: {"queue": direct_queue(Keys(resolved.namespace).control_queue)}}
     app.conf.task_routes = [Unpin(resolved.queue_prefix), control, Router(app), *routes]
 
     def chaos(**overrides: Any) -> dict[str, Any]:

@@ -15,6 +15,13 @@ then applies Celery's precedence to what they say:
 The router then picks a worker of that pool. A destination it does not route within
 (a worker's dedicated queue, a queue no registered worker consumes, a route by exchange
 and routing key alone) is left to Celery, with the later route's own answer.
+
+The answer names the worker's queue as a ``kombu.Queue``, never a bare name: Celery
+looks a name up in the app's ``task_queues`` (``QueueNotFound`` when
+``task_create_missing_queues`` is off, and otherwise adds it, so a worker that routes
+would come to consume every queue it routed to). The queue is the one Celery would
+have made for the name (:func:`worker_queue`), with the arguments of the pool queue it
+stands in for, so a priority queue's worker queues are priority queues too.
 """
 
 from __future__ import annotations
@@ -24,11 +31,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery.utils.functional import maybe_evaluate
+from kombu.entity import Exchange, Queue
 
 from rfqueue.table.service import POOL_HEADER
 
 #: option and route keys that name a destination besides the queue (they would win)
 DESTINATION_KEYS = ("queue", "exchange", "routing_key", "exchange_type")
+
+#: cached queue objects per app before the cache starts afresh (workers come and go)
+MAX_QUEUES = 10_000
+
+
+def direct_queue(name: str) -> Queue:
+    """``name`` as Celery makes a missing queue by default: its own direct exchange."""
+    return Queue(name, Exchange(name), name)  # type: ignore[no-untyped-call]
+
+
+def worker_queue(app: Any, name: str, pool: str) -> Queue:
+    """The queue ``name`` as the app declares it, else as Celery would make a missing
+    one, with ``pool``'s arguments.
+
+    Celery's ``Queues.new_missing`` gives the exchange and routing key (an exchange
+    named after the queue, or ``task_create_missing_queue_exchange_type``); the queue
+    arguments are those of the pool queue when the app declares it (``x-max-priority``,
+    ``x-queue-type``), else what Celery gives a missing queue, plus
+    ``task_queue_max_priority``. Neither queue is added to the app's queues.
+    """
+    queues = app.amqp.queues
+    declared = dict.get(queues, name)  # Queues[name] would create it
+    if declared is not None:
+        return declared  # type: ignore[no-any-return]
+    made = queues.new_missing(name)
+    known = dict.get(queues, pool)
+    arguments = dict((known.queue_arguments if known is not None else made.queue_arguments) or {})
+    if queues.max_priority is not None:
+        arguments.setdefault("x-max-priority", queues.max_priority)
+    made.queue_arguments = arguments or None
+    return made  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -38,13 +77,25 @@ class AppRoutes:
     #: the routes after the router, each as ``route(name, args, kwargs, options, task=...)``
     later: Sequence[Any] = field(default_factory=tuple)
     default_queue: str = "celery"
+    app: Any = None
+    #: (queue name, pool) -> its kombu.Queue; Celery never mutates one, so it is shared
+    queues: dict[tuple[str, str], Queue] = field(default_factory=dict)
 
     @classmethod
     def of(cls, app: Any, router: Any) -> AppRoutes:
         """``app``'s routes that come after ``router`` (none if ``router`` is not among them)."""
         routes = [maybe_evaluate(entry) for entry in app.amqp.router.routes]  # dotted: lazy
         later = routes[routes.index(router) + 1 :] if router in routes else []
-        return cls(tuple(map(_asker, later)), app.conf.task_default_queue or "celery")
+        return cls(tuple(map(_asker, later)), app.conf.task_default_queue or "celery", app)
+
+    def queue(self, name: str, pool: str) -> Queue:
+        """The ``kombu.Queue`` named ``name`` that stands in for ``pool`` (cached)."""
+        queue = self.queues.get((name, pool))
+        if queue is None:
+            if len(self.queues) > MAX_QUEUES:
+                self.queues.clear()
+            queue = self.queues[(name, pool)] = worker_queue(self.app, name, pool)
+        return queue
 
     def later_route(self, name: str, args: Any, kwargs: Any, options: Any, task: Any) -> Any:
         """The first answer of the later routes, as Celery would ask them; None if none."""
@@ -87,7 +138,7 @@ def _queue_name(queue: Any) -> str | None:
 
 
 def to_worker(
-    queue: str, pool: str, options: MutableMapping[str, Any], route: Any
+    queue: Queue, pool: str, options: MutableMapping[str, Any], route: Any
 ) -> dict[str, Any]:
     """The answer that sends the task to ``queue`` in ``pool``, whatever the caller said.
 

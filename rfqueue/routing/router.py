@@ -151,7 +151,7 @@ class Router:
         queues = self._eligible(index, pool, name, routes.default_queue, up=True)
         if not queues:
             return self._no_worker_up(routes, pool, name, args, kwargs, options, route)
-        return self._choose(queues, pool, name, args, kwargs, options, route)
+        return self._choose(routes, queues, pool, name, args, kwargs, options, route)
 
     def _routes_of(self, task: Any) -> AppRoutes:
         """The sending app's routes after this router, and its default queue (cached)."""
@@ -184,6 +184,7 @@ class Router:
 
     def _choose(
         self,
+        routes: AppRoutes,
         queues: Sequence[str],
         pool: str,
         name: str,
@@ -201,7 +202,7 @@ class Router:
             return route
         counts = self._counts.counts
         counts[queue] = counts.get(queue, 0) + 1
-        return to_worker(queue, pool, options, route)
+        return to_worker(routes.queue(queue, pool), pool, options, route)
 
     def _policy_failed(self, name: str, exc: Exception) -> None:
         self._warn(
@@ -226,7 +227,7 @@ class Router:
         if settings.no_worker_up == "fallback":
             self._tell(name, "no up worker of pool %r has %s registered; sent to %r",
                        pool, name, settings.fallback_queue)  # fmt: skip
-            return {"queue": settings.fallback_queue}
+            return {"queue": routes.queue(settings.fallback_queue, pool)}
         if settings.no_worker_up == "error":
             raise NoWorkerUp(
                 f"rfqueue: no worker is up to run {name} in pool {pool!r} "
@@ -240,7 +241,7 @@ class Router:
             return route
         self._tell(name, "no up worker of pool %r has %s registered; spread over its %d "
                    "registered workers that have it", pool, name, len(queues))  # fmt: skip
-        return self._choose(queues, pool, name, args, kwargs, options, route)
+        return self._choose(routes, queues, pool, name, args, kwargs, options, route)
 
     def _tell(self, name: str, message: str, *args: object) -> None:
         """Log why ``name`` was not routed to an up worker, once per task name per interval."""

@@ -7,9 +7,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from celery import chain
+from celery import Celery, chain
 
-from rfqueue.demo.fleet import Fleet, wait_for
+import rfqueue
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from tests.integration.conftest import nodename, wait_for_seqs
 
 pytestmark = pytest.mark.integration
@@ -73,3 +74,31 @@ def test_send_task_by_name_and_chains_are_routed(three_workers: Fleet, redis_cli
     ran_on = Counter(line["worker"] for line in lines)
     assert names[1] not in ran_on, ran_on
     assert ran_on[names[0]] > 0 and ran_on[names[2]] > 0
+
+
+def test_producers_that_may_not_create_queues_reach_the_workers(
+    fleet: Fleet, redis_client: Any, redis_server: RedisServer
+) -> None:
+    # Given one worker, and two producer apps in this process, one of them with
+    # task_create_missing_queues=False (as Celery's own integration suite runs)
+    fleet.start_worker("w1", "--concurrency", "1")
+    fleet.wait_ready("w1")
+    producers = []
+    for create_missing in (True, False):
+        producer = Celery(f"producer-{create_missing}", broker=redis_server.url,
+                          set_as_current=False)  # fmt: skip
+        producer.conf.update(rfqueue.recommended_config(redis_server.url))
+        producer.conf.update(task_create_missing_queues=create_missing, task_ignore_result=True)
+        rfqueue.install(producer)
+        producers.append(producer)
+    wait_until_routable(producers[0], nodename("w1"))
+
+    # When each sends tasks by name
+    for seq in range(10):
+        producers[seq % 2].send_task("workers.tasks.record", (seq, time.time()))
+
+    # Then the worker ran them all, from its own queue
+    lines = wait_for_seqs(redis_client, set(range(10)), timeout=30)
+    assert {(line["worker"], line["queue"]) for line in lines} == {
+        (nodename("w1"), f"rfqueue.{nodename('w1')}")
+    }

@@ -29,7 +29,7 @@ def test_the_snapshot_hook_reports_the_last_full_read(table: FailureTable, clien
     table.register("w1@h", "rfqueue.w1@h")
     settings = Settings(redis_url="redis://fake:6379/0", namespace=NAMESPACE, refresh_interval=2)
     router = Router(settings=settings)
-    assert router("t.add", (), {}, {})["queue"] == "rfqueue.w1@h"
+    assert router("t.add", (), {}, {})["queue"].name == "rfqueue.w1@h"
     router.snapshot.refresh()
 
     # When its refresh thread runs the hook

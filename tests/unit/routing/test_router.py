@@ -58,7 +58,7 @@ class TestRouting:
         fleet.pause(W2, 600, Reason.MANUAL)
         router = fresh(Router(settings=make_settings()))
         # When 300 tasks are routed
-        counts = Counter(call(router)["queue"] for _ in range(300))  # type: ignore[index]
+        counts = Counter(call(router)["queue"].name for _ in range(300))  # type: ignore[index]
         # Then none goes to W2 and the others share them
         assert q(W2) not in counts
         assert counts == {q(W1): 150, q(W3): 150}
@@ -68,7 +68,7 @@ class TestRouting:
         fleet.mark_down(W1, Reason.SHUTDOWN)
         fleet.mark_down(W3, Reason.SHUTDOWN)
         fresh(router)
-        assert {call(router)["queue"] for _ in range(10)} == {q(W2)}  # type: ignore[index]
+        assert {call(router)["queue"].name for _ in range(10)} == {q(W2)}  # type: ignore[index]
 
     def test_each_answer_is_a_fresh_dict(self, fleet: FailureTable) -> None:
         # Celery mutates what a router returns
@@ -82,7 +82,7 @@ class TestRouting:
         router = fresh(Router(settings=make_settings(policy="random", seed=3)))
         fleet.pause(W1, 600, Reason.MANUAL)
         fresh(router)
-        assert {call(router)["queue"] for _ in range(100)} == {q(W2), q(W3)}  # type: ignore[index]
+        assert {call(router)["queue"].name for _ in range(100)} == {q(W2), q(W3)}  # type: ignore[index]
 
     def test_starts_the_snapshot_on_first_use(self, fleet: FailureTable) -> None:
         router = Router(settings=make_settings())
@@ -101,12 +101,12 @@ class TestNoWorkerUp:
 
     def test_spread_over_every_registered_queue(self, all_out: FailureTable) -> None:
         router = fresh(Router(settings=make_settings()))
-        chosen = {call(router)["queue"] for _ in range(30)}  # type: ignore[index]
+        chosen = {call(router)["queue"].name for _ in range(30)}  # type: ignore[index]
         assert chosen == {q(W1), q(W2), q(W3)}
 
     def test_fallback_queue(self, all_out: FailureTable) -> None:
         router = fresh(Router(settings=make_settings(no_worker_up="fallback", fallback_queue="fb")))
-        assert call(router) == {"queue": "fb"}
+        assert call(router)["queue"].name == "fb"  # type: ignore[index]
 
     def test_error(self, all_out: FailureTable) -> None:
         router = fresh(Router(settings=make_settings(no_worker_up="error")))
@@ -169,7 +169,7 @@ class TestFailures:
         monkeypatch.setattr(router.snapshot.table, "read", unreachable)
         assert router.snapshot.refresh() is False
         # Then it routes as before
-        chosen = {call(router)["queue"] for _ in range(20)}  # type: ignore[index]
+        chosen = {call(router)["queue"].name for _ in range(20)}  # type: ignore[index]
         assert chosen == {q(W1), q(W3)}
 
 

@@ -78,16 +78,20 @@ class TestRetriesAreRoutedAfresh:
         assert app.amqp.router.route(options, "tasks.add", (), {})["routing_key"] == "reports.daily"
 
 
-def test_install_puts_unpin_first_and_the_chaos_tick_on_the_control_queue() -> None:
+@pytest.mark.parametrize("create_missing", [True, False])
+def test_install_puts_unpin_first_and_the_chaos_tick_on_the_control_queue(
+    create_missing: bool,
+) -> None:
     from rfqueue.app import install
 
     app = Celery("rfq-test", broker="memory://", set_as_current=False)
+    app.conf.task_create_missing_queues = create_missing
     app.conf.task_routes = [{"tasks.mine": {"queue": "mine"}}]
     install(app, redis_url="redis://fake-table:6379/0")
     routes = app.conf.task_routes
     assert isinstance(routes[0], Unpin) and isinstance(routes[2], Router)
     # rfqueue's own chaos tick goes to the control queue every worker consumes
-    assert routes[1] == {"rfqueue.chaos": {"queue": "rfqueue-control"}}
+    assert routes[1]["rfqueue.chaos"]["queue"].name == "rfqueue-control"
     # the user's routes come after the router, which asks them for each task's pool
     assert routes[3] == {"tasks.mine": {"queue": "mine"}}
     assert app.amqp.router.route({}, "rfqueue.chaos")["queue"].name == "rfqueue-control"

@@ -6,6 +6,12 @@ gone from its queue and not in the unacked hash: only this process holds it, and
 Celery drops it with the broken connection. The bootstep here wraps the task
 channel's ``qos.append`` so that such a message is kept in memory, and pushes it back
 to the front of its queue as soon as the consumer is connected again.
+
+Its queue is the one BRPOP returned (kombu hands it to the transport's ``_deliver``),
+not the routing key: through a named or topic exchange the two differ, and a list named
+after the routing key is read by nobody. A write that timed out may have landed: the
+put back drops that unacked record in the same transaction, so the message is restored
+once, never by the put back and again from the unacked hash.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ class Handoff:
     def __init__(self) -> None:
         self._held: list[tuple[dict[str, Any], str]] = []
         self._lock = threading.Lock()
+        #: the queue the delivering thread's BRPOP returned, while kombu delivers it
+        self._reading = threading.local()
 
     def __len__(self) -> int:
         return len(self._held)
@@ -40,6 +48,22 @@ class Handoff:
             return
         qos.append = self._guarded(qos.append, tuple(channel.connection_errors))
         setattr(qos, _WRAPPED, True)
+        transport: Any = getattr(channel, "connection", None)
+        if hasattr(transport, "_deliver") and not getattr(transport, _WRAPPED, False):
+            transport._deliver = self._noting_queue(transport._deliver)
+            setattr(transport, _WRAPPED, True)
+
+    def _noting_queue(self, deliver: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap kombu's ``Transport._deliver(message, queue)`` to note the queue read."""
+
+        def deliver_from(message: Any, queue: Any) -> Any:
+            self._reading.queue = queue
+            try:
+                return deliver(message, queue)
+            finally:
+                self._reading.queue = None
+
+        return deliver_from
 
     def _guarded(
         self, append: Callable[..., Any], errors: tuple[type[BaseException], ...]
@@ -49,7 +73,10 @@ class Handoff:
                 return append(message, delivery_tag)
             except errors:
                 raw = getattr(message, "_raw", None)
-                queue = (getattr(message, "delivery_info", None) or {}).get("routing_key")
+                # basic_get (no BRPOP, no _deliver) reads one named queue: its routing key
+                queue = getattr(self._reading, "queue", None) or (
+                    getattr(message, "delivery_info", None) or {}
+                ).get("routing_key")
                 if isinstance(raw, dict) and isinstance(queue, str):
                     with self._lock:
                         self._held.append((raw, queue))
@@ -58,7 +85,11 @@ class Handoff:
         return record
 
     def put_back(self, client: Any, layout: BrokerLayout) -> int:
-        """Push every held message back to the front of its queue; keep them on failure."""
+        """Push every held message back to the front of its queue; keep them on failure.
+
+        Run it before anything restores this worker's unacked messages (the reclaim): a
+        landed record is taken out here, in the transaction that puts the message back.
+        """
         with self._lock:
             held, self._held = self._held, []
         if not held:
@@ -72,6 +103,10 @@ class Handoff:
                 info = (raw.get("properties") or {}).get("delivery_info")
                 if isinstance(info, dict):
                     info["redelivered"] = True
+                tag = (raw.get("properties") or {}).get("delivery_tag")
+                if isinstance(tag, str):  # its unacked write may have landed after all
+                    pipe.hdel(layout.prefix + layout.unacked, tag)
+                    pipe.zrem(layout.prefix + layout.unacked_index, tag)
                 priority = (raw.get("properties") or {}).get("priority")
                 pipe.rpush(layout.list_for(queue, priority), json.dumps(raw))
             pipe.execute()

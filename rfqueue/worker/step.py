@@ -78,12 +78,14 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, c: Any) -> None:
         self.enforcer.attach(c)
+        if self.broker is not None:
+            # First the handoff's put back, which drops the unacked record of a write that
+            # landed as it timed out; the reclaim would otherwise restore that one too.
+            self.broker.consumer_started(c)
         if not self._started:
             self._start_rescue()
         elif self.rescuer is not None:  # a reconnect: Celery lost what it had not started
             self.rescuer.reclaim(self.enforcer.queue, held=running_delivery_tags())
-        if self.broker is not None:
-            self.broker.consumer_started(c)
         self._started = True
 
     def _start_rescue(self) -> None:

@@ -14,6 +14,10 @@ key                            type    content
 ``{ns}:version``               string  counter; every change takes the next value as the
                                        changed entry's ``version``
 ``{ns}:events``                list    JSON events, newest first, capped
+``{ns}:outcomes``              hash    nodename -> JSON outcome window (``ok``, ``fail`` now and
+                                       ``prev_ok``, ``prev_fail`` one interval back, since
+                                       ``start``; ``streak`` of failures; ``ejections`` in a row,
+                                       ``ejected_until``), written by its beats (heartbeat.lua)
 ``{ns}:tasks:<digest>``        set     task names a worker registered; ``<digest>`` (the entry's
                                        ``tasks``) is made of them, so equal sets share one key
 ``{ns}:chaos:ticks``           string  counter of chaos ticks, mixed into the seed
@@ -98,6 +102,10 @@ class Keys:
     def events(self) -> str:
         return f"{self._tag}:events"
 
+    @property
+    def outcomes(self) -> str:
+        return f"{self._tag}:outcomes"
+
     def task_set(self, digest: str) -> str:
         """The set of task names whose digest is ``digest`` (see rfqueue.table.service)."""
         return f"{self._tag}:tasks:{digest}"
@@ -161,4 +169,5 @@ class Keys:
             self.events,
             self.liveness,
             self.reap_lease,
+            self.outcomes,
         ]

@@ -100,6 +100,25 @@ class Settings:
     seed: int | None = None
     #: log and record what chaos would do, change nothing
     dry_run: bool = False
+    #: outlier ejection (Envoy's outlier detection): consecutive failures that eject a worker
+    #: whose pool's other workers do not fail alike (0: never by count)
+    outlier_consecutive_failures: int = 5
+    #: first ejection's length (seconds); the n-th in a row lasts n times as long (<= max_pause)
+    outlier_base_ejection: float = 30.0
+    #: tasks a worker (and, together, its pool's others) must have finished in the window
+    #: before its failure rate is judged
+    outlier_min_requests: int = 20
+    #: how far a worker's failure rate must exceed its peers' to eject it (0.5: 60 % vs 10 %)
+    outlier_failure_rate_gap: float = 0.5
+    #: most of a pool ejected at once, in percent (at least one worker may be)
+    outlier_max_ejection_percent: float = 10.0
+    #: the outcome window: outcomes of the last one to two intervals are judged (seconds)
+    outlier_interval: float = 10.0
+    #: a down worker silent this long, with nothing waiting or unacked, is forgotten (seconds)
+    forget_after: float = 3600.0
+    #: a down worker silent this long has departed: outside the chaos budget, skipped by
+    #: ``spread`` and the rescuers (seconds; unset: 10 x heartbeat_timeout)
+    departed_after: float | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -143,6 +162,13 @@ class Settings:
     def safe_redis_url(self) -> str:
         """The Redis URL with its password masked (every part of a Sentinel URL), for output."""
         return masked_url(self.redis_url)
+
+    @property
+    def departed_silence(self) -> float:
+        """Silence after which a down worker counts as departed (``departed_after``)."""
+        if self.departed_after is not None:
+            return self.departed_after
+        return 10 * self.heartbeat_timeout
 
     @property
     def replicas_wanted(self) -> int:
@@ -201,6 +227,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any, name: str) -> Any:
             return float(value)
         if kind == "int | None":
             return None if value in ("", None) else int(value)
+        if kind == "float | None":
+            return None if value in ("", None) else float(value)
         if kind.startswith("tuple"):
             if isinstance(value, Mapping):  # {"video": 1} in a Celery config: video=1
                 value = [f"{key}={item}" for key, item in value.items()]

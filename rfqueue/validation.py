@@ -63,6 +63,7 @@ def validate(s: Settings) -> None:
     _check(s.rescue_interval > 0, "rescue_interval", f"must be positive, got {s.rescue_interval}")
     _validate_replication(s)
     _validate_chaos(s)
+    _validate_lifecycle(s)
 
 
 def _validate_replication(s: Settings) -> None:
@@ -102,6 +103,24 @@ def _validate_chaos(s: Settings) -> None:
     _check(s.min_up >= 0, "min_up", "must not be negative")
     pool_max_paused(s.pool_max_paused)
     pool_min_up(s.pool_min_up)
+
+
+def _validate_lifecycle(s: Settings) -> None:
+    """Outlier ejection and forgetting the departed."""
+    _check(s.outlier_consecutive_failures >= 0, "outlier_consecutive_failures",
+           "must not be negative (0 turns the count off)")  # fmt: skip
+    for name in ("outlier_base_ejection", "outlier_interval", "forget_after"):
+        _check(getattr(s, name) > 0, name, f"must be positive, got {getattr(s, name)}")
+    _check(s.outlier_min_requests >= 1, "outlier_min_requests", "must be at least 1")
+    gap = s.outlier_failure_rate_gap
+    _check(0 < gap <= 1, "outlier_failure_rate_gap", f"must be above 0 and at most 1, got {gap}")
+    percent = s.outlier_max_ejection_percent
+    _check(0 <= percent <= 100, "outlier_max_ejection_percent", "must be from 0 to 100")
+    _check(
+        s.departed_silence > s.heartbeat_timeout,
+        "departed_after",
+        f"must be longer than heartbeat_timeout ({s.heartbeat_timeout:g})",
+    )
 
 
 def max_paused_value(value: Any, name: str = "rfqueue_max_paused") -> int | float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -10,6 +11,14 @@ from workers.app import app
 
 #: where ``record`` appends one JSON line per execution
 LEDGER = audit.LEDGER
+
+#: ``WORKERS_FAIL=1``: every ``record`` this worker runs raises after its ledger line, as
+#: on a host with a full disk or a broken dependency (the outlier-ejection tests)
+FAILS = os.environ.get("WORKERS_FAIL", "") == "1"
+
+
+class BrokenWorker(RuntimeError):
+    """Raised by every ``record`` of a worker started with ``WORKERS_FAIL=1``."""
 
 
 def ledger_client(patient: bool = True) -> Any:
@@ -20,7 +29,10 @@ def ledger_client(patient: bool = True) -> Any:
 @app.task(name="workers.tasks.record", bind=True)
 def record(self: Any, seq: int, sent: float = 0.0, sleep: float = 0.0, ledger: str = LEDGER) -> str:
     """Optionally sleep, then append ``{seq, worker, queue, sent, done}`` to ``ledger``."""
-    return audit.record(self, seq, sent, sleep, ledger)
+    result = audit.record(self, seq, sent, sleep, ledger)
+    if FAILS:
+        raise BrokenWorker(f"{self.request.hostname} fails every task (WORKERS_FAIL=1)")
+    return result
 
 
 @app.task(name="workers.tasks.flaky", bind=True, max_retries=5)

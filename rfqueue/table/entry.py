@@ -39,6 +39,8 @@ class Reason(str, Enum):
     EXPIRED = "expired"
     #: the worker started and registered
     START = "start"
+    #: ejected: its tasks failed far more often than its pool's others' (see table.outliers)
+    OUTLIER = "outlier"
 
 
 class MalformedEntry(ValueError):

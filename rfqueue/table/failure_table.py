@@ -23,6 +23,7 @@ from rfqueue.keys import Keys
 from rfqueue.table.budget import Budget
 from rfqueue.table.clock import ServerClock
 from rfqueue.table.entry import Entry, MalformedEntry, Reason
+from rfqueue.table.outliers import Ejection, Outcomes, OutlierRules
 from rfqueue.table.replication import ReplicaAcks
 from rfqueue.table.service import Service
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from rfqueue.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: a beat that reports no finished tasks
+NO_OUTCOMES = Outcomes()
 
 
 class TableError(Exception):
@@ -46,6 +50,8 @@ class Change:
 
     status: str
     entry: Entry | None
+    #: a heartbeat's verdict: the worker is an outlier, to be ejected (see rfqueue.table.outliers)
+    eject: Ejection | None = None
 
     @property
     def changed(self) -> bool:
@@ -151,7 +157,7 @@ class FailureTable:
     def _change(self, script: str, *args: Any) -> Change:
         reply = self._run(script, *args)
         entry = _entry_or_none(reply.get("entry"))
-        return Change(reply["status"], entry)
+        return Change(reply["status"], entry, Ejection.from_reply(reply.get("eject")))
 
     def _changes(self, script: str, *args: Any) -> list[Entry]:
         entries = self._run(script, *args)["entries"]
@@ -173,6 +179,8 @@ class FailureTable:
         queue: str,
         seen: int | None = None,
         service: Service | None = None,
+        outcomes: Outcomes | None = None,
+        rules: OutlierRules | None = None,
     ) -> Change:
         """Record a beat; returns the worker's entry, healed if it was down or expired.
 
@@ -180,11 +188,16 @@ class FailureTable:
         beats always say): a worker marked down after that version is not revived by
         this beat (it may have been sent before the down and held up in the network),
         only by the next one, sent knowing the down. A ``service`` other than the
-        entry's is saved with it (event ``serve``).
+        entry's is saved with it (event ``serve``). ``outcomes`` go into the worker's
+        window; with ``rules`` the change's ``eject`` says whether they make it an outlier.
         """
         known = "" if seen is None else str(seen)
         timeout = repr(self.heartbeat_timeout)
-        return self._change("heartbeat", worker, queue, timeout, known, *self._serve(service))
+        done = (outcomes or NO_OUTCOMES).script_args()
+        judge = rules.as_arg() if rules else ""
+        return self._change(
+            "heartbeat", worker, queue, timeout, known, *done, judge, *self._serve(service)
+        )
 
     def _serve(self, service: Service | None, always: bool = False) -> list[str]:
         """The script arguments for ``service``, its task set written first if need be."""

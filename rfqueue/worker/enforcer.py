@@ -22,11 +22,14 @@ import redis
 from rfqueue.keys import Keys
 from rfqueue.log import RateLimitedWarning
 from rfqueue.settings import Settings
+from rfqueue.table.budget import Budget
 from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.failure_table import Change, FailureTable
+from rfqueue.table.outliers import Ejection, OutlierRules
 from rfqueue.table.service import Service
 from rfqueue.table.snapshot import Snapshot
 from rfqueue.worker.clock import SkewCheck
+from rfqueue.worker.outcomes import OutcomeCounter
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,9 @@ logger = logging.getLogger(__name__)
 class Enforcer:
     """Keeps one worker's consumer in line with its table entry."""
 
-    def __init__(self, settings: Settings, nodename: str, snapshot: Snapshot) -> None:
+    def __init__(
+        self, settings: Settings, nodename: str, snapshot: Snapshot, default_pool: str = "celery"
+    ) -> None:
         self.settings = settings
         self.nodename = nodename
         self.queue = settings.queue_for(nodename)
@@ -58,6 +63,11 @@ class Enforcer:
         #: the worker's shutdown began: it drains (see begin_drain)
         self._leaving = threading.Event()
         self._drain_written = False
+        #: this worker's task outcomes, sent with each beat and judged by the table
+        self.outcomes = OutcomeCounter()
+        self._rules = OutlierRules.from_settings(settings, default_pool)
+        #: an ejection is a pause inside the same blast-radius budget as chaos
+        self._budget = Budget.from_settings(settings, default_pool)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -134,7 +144,27 @@ class Enforcer:
     def _beat(self) -> Change:
         # The version it last saw: a beat held up in the network must not undo a down.
         seen = self.entry.version if self.entry else 0  # 0: it has seen nothing yet
-        return self.table.heartbeat(self.nodename, self.queue, seen, self.service)
+        outcomes = self.outcomes.peek()
+        change = self.table.heartbeat(
+            self.nodename, self.queue, seen, self.service, outcomes, self._rules
+        )
+        self.outcomes.sent(outcomes)
+        if change.eject is not None:
+            return self._eject(change, change.eject)
+        return change
+
+    def _eject(self, beat: Change, ejection: Ejection) -> Change:
+        """The table judged this worker an outlier: pause it, if the budget allows."""
+        change = self.table.pause(
+            self.nodename, ejection.seconds, Reason.OUTLIER, ejection.note, self._budget
+        )
+        if not change.changed:
+            logger.info("rfqueue: %s not ejected (%s): %s", self.nodename, change.status,
+                        ejection.note)  # fmt: skip
+            return beat
+        logger.warning("rfqueue: %s ejected for %.0f s: %s", self.nodename, ejection.seconds,
+                       ejection.note)  # fmt: skip
+        return change
 
     def _drain(self) -> Change:
         change = self.table.drain(self.nodename, Reason.SHUTDOWN)

@@ -60,13 +60,16 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
         self.settings = Settings.load(c.app.conf)
-        self.enforcer = Enforcer(self.settings, c.hostname, snapshot_for(self.settings))
+        #: the pool of messages that carry none: the app's default queue
+        self.default_pool = str(c.app.conf.task_default_queue or "celery")
+        snapshot = snapshot_for(self.settings)
+        self.enforcer = Enforcer(self.settings, c.hostname, snapshot, self.default_pool)
+        # Now, before the pool forks: its children count into the same shared counters.
+        self.enforcer.outcomes.connect()
         #: None for a transport rfqueue cannot look into: no rescue there
         self.broker = broker_for(c.app.conf, self.settings.socket_timeout)
         self.rescuer: Rescuer | None = None
         self._started = False
-        #: the pool of messages that carry none: the app's default queue
-        self.default_pool = str(c.app.conf.task_default_queue or "celery")
         # The earliest word of a shutdown by signal (SIGTERM, SIGINT, SIGQUIT), sent from
         # the signal handler; a remote `shutdown` only passes through stop() below.
         signals.worker_shutting_down.connect(

@@ -199,6 +199,15 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"max_paused": 0.0}, "max_paused"),
     ({"max_paused": -1}, "max_paused"),
     ({"min_up": -1}, "min_up"),
+    ({"outlier_consecutive_failures": -1}, "outlier_consecutive_failures"),
+    ({"outlier_base_ejection": 0}, "outlier_base_ejection"),
+    ({"outlier_interval": -1}, "outlier_interval"),
+    ({"outlier_min_requests": 0}, "outlier_min_requests"),
+    ({"outlier_failure_rate_gap": 0}, "outlier_failure_rate_gap"),
+    ({"outlier_failure_rate_gap": 1.5}, "outlier_failure_rate_gap"),
+    ({"outlier_max_ejection_percent": 101}, "outlier_max_ejection_percent"),
+    ({"forget_after": 0}, "forget_after"),
+    ({"departed_after": 5}, "departed_after"),
 ]
 
 
@@ -232,6 +241,16 @@ def test_valid_edge_values() -> None:
         fallback_queue="celery",
     )
     assert s.max_paused == 0
+
+
+def test_lifecycle_settings_from_the_environment() -> None:
+    env = {"RFQUEUE_OUTLIER_CONSECUTIVE_FAILURES": "0", "RFQUEUE_FORGET_AFTER": "60"}
+    s = Settings.load(None, {**env, "RFQUEUE_DEPARTED_AFTER": ""})
+    assert (s.outlier_consecutive_failures, s.forget_after) == (0, 60.0)
+    assert s.departed_silence == 10 * s.heartbeat_timeout  # unset: ten heartbeat timeouts
+    assert Settings.load(None, {"RFQUEUE_DEPARTED_AFTER": "7.5"}).departed_silence == 7.5
+    with pytest.raises(SettingsError, match=r"^RFQUEUE_DEPARTED_AFTER: expected float \| None"):
+        Settings.load(None, {"RFQUEUE_DEPARTED_AFTER": "soon"})
 
 
 class TestRedisUrl:

@@ -5,6 +5,7 @@ if not e then
   if redis.call('HEXISTS', WORKERS, name) == 1 then
     redis.call('HDEL', WORKERS, name)
     redis.call('HDEL', HEARTBEATS, name)
+redis.call('HDEL', OUTCOMES, name)
     return reply('ok')
   end
   return reply('unknown')
@@ -12,6 +13,7 @@ end
 if effective(e) == 'up' then return reply('state', e) end
 redis.call('HDEL', WORKERS, name)
 redis.call('HDEL', HEARTBEATS, name)
+redis.call('HDEL', OUTCOMES, name)
 e.version = redis.call('INCR', VERSION)
 redis.call('LPUSH', EVENTS, cjson.encode({
   time = NOW, worker = name, action = 'forget', reason = 'manual', state = e.state,

@@ -1,4 +1,5 @@
 -- ARGV[3] worker, ARGV[4] seconds, ARGV[5] reason, ARGV[6] note ('' for none),
+-- (reason 'outlier': an ejection, counted in the worker's outcomes, which start afresh)
 -- ARGV[7] budget: '' for none, else max paused as 'count:N' or 'fraction:F',
 -- ARGV[8] min up, ARGV[9] max pause (seconds). A budgeted pause checks the blast radius
 -- in this same atomic step; every pause ends by the server's clock, within max pause.
@@ -29,6 +30,7 @@ if budget ~= '' then
     return reply('budget', e)
   end
 end
+if reason == 'outlier' then note_ejection(name, pause_until) end
 if e.state == 'down' then
   -- Not running: it owes the pause once it starts again.
   e['until'], e.pause_reason = pause_until, reason

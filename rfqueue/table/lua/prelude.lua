@@ -1,8 +1,8 @@
 -- Shared by every table script. KEYS: workers, heartbeats, version, events, liveness,
--- reap lease.
+-- reap lease, outcomes.
 -- ARGV[1] channel, ARGV[2] events cap; the rest is the script's.
 local WORKERS, HEARTBEATS, VERSION, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local LIVENESS, REAP_LEASE = KEYS[5], KEYS[6]
+local LIVENESS, REAP_LEASE, OUTCOMES = KEYS[5], KEYS[6], KEYS[7]
 local CHANNEL, EVENTS_MAX = ARGV[1], tonumber(ARGV[2])
 -- One clock for the whole fleet: every time stamped or compared here is the Redis
 -- server's, never a caller's (hosts' clocks drift; a worker 7 s behind would look dead).
@@ -19,7 +19,7 @@ local BEAT = nil
 local STATES = {up = true, paused = true, down = true, draining = true}
 local REASONS = {
   [''] = true, chaos = true, manual = true, heartbeat = true, shutdown = true,
-  expired = true, start = true,
+  expired = true, start = true, outlier = true,
 }
 
 local function is_number(v)
@@ -223,8 +223,8 @@ local function pool_budget_allows(e, entries, spec_json, max_arg, min_up)
 end
 
 -- Every reply carries the server's time, so callers can judge entries by the same clock.
-local function reply(status, e)
-  return cjson.encode({status = status, entry = e or NULL, now = NOW})
+local function reply(status, e, eject)
+  return cjson.encode({status = status, entry = e or NULL, now = NOW, eject = eject or NULL})
 end
 
 local function reply_entries(changed)
@@ -249,4 +249,43 @@ local function last_beat(name)
   local beat = tonumber(redis.call('HGET', HEARTBEATS, name)) or 0
   local since = tonumber(redis.call('HGET', LIVENESS, 'since')) or 0
   return math.max(beat, since)
+end
+
+-- Task outcomes (outlier ejection) ------------------------------------------------------
+-- One JSON record per worker in OUTCOMES: ok and fail since ``start``, prev_ok and
+-- prev_fail of the interval before, the streak of failures, ejections in a row and when
+-- the last ended. Only the worker's beats add to it; an ejection starts it afresh.
+
+local function load_outcomes(name)
+  local raw = redis.call('HGET', OUTCOMES, name)
+  local ok, o = pcall(cjson.decode, raw or '{}')
+  if not ok or type(o) ~= 'table' then o = {} end
+  for _, k in ipairs({'start', 'ok', 'fail', 'prev_ok', 'prev_fail', 'streak', 'ejections'}) do
+    o[k] = tonumber(o[k]) or 0
+  end
+  o.ejected_until = tonumber(o.ejected_until) or 0
+  return o
+end
+
+-- The window as of now: a finished interval becomes the previous one, two drop it all.
+local function shift_window(o, interval)
+  local age = NOW - o.start
+  if age >= 2 * interval then
+    o.prev_ok, o.prev_fail, o.ok, o.fail, o.start = 0, 0, 0, 0, NOW
+  elseif age >= interval then
+    o.prev_ok, o.prev_fail, o.ok, o.fail, o.start = o.ok, o.fail, 0, 0, NOW
+  end
+  return o
+end
+
+local function save_outcomes(name, o)
+  redis.call('HSET', OUTCOMES, name, cjson.encode(o))
+end
+
+-- An ejection: one more in a row, ending at ``ends``; the worker comes back with a clean slate.
+local function note_ejection(name, ends)
+  local o = load_outcomes(name)
+  o.ejections, o.ejected_until = o.ejections + 1, ends
+  o.ok, o.fail, o.prev_ok, o.prev_fail, o.streak, o.start = 0, 0, 0, 0, 0, NOW
+  save_outcomes(name, o)
 end

@@ -1,7 +1,8 @@
-"""Control by hand: pause or resume one worker, and tell it at once over remote control.
+"""Control by hand: pause, drain or resume one worker, and tell it at once over remote control.
 
-:func:`pause_worker` and :func:`resume_worker` are what ``rfqueue pause``/``resume`` and
-the Fleet page's buttons both call, with the same checks and the same one-line answers.
+:func:`pause_worker`, :func:`drain_worker` and :func:`resume_worker` are what ``rfqueue
+pause``/``drain``/``resume`` and the Fleet page's buttons call, with the same checks and
+the same one-line answers.
 A refused request raises :class:`Refused` before anything is written to the table; its
 message is the line a person sees, and ``argument`` names what was wrong (``worker`` or
 ``seconds``), so each caller can point at its own spelling of it (``'WORKER'`` and
@@ -48,6 +49,27 @@ class RemoteControl:
         """Ask ``entry.worker`` to consume its pools and ``entry.queue`` again (that last)."""
         for queue in (*entry.pools, entry.queue):
             self._send("add_consumer", entry.worker, queue)
+
+    def held(self, worker: str, timeout: float = 1.0) -> int | None:
+        """Tasks ``worker`` runs or holds to run (``celery inspect active`` and ``reserved``).
+
+        None when it does not answer within ``timeout`` (gone, or no broker).
+        """
+        inspect = self._inspect(worker, timeout)
+        active = (inspect.active() or {}).get(worker) if inspect else None
+        if active is None:
+            return None
+        return len(active) + len((inspect.reserved() or {}).get(worker) or [])
+
+    def consumed(self, worker: str, timeout: float = 1.0) -> list[str] | None:
+        """The queues ``worker`` consumes (``celery inspect active_queues``); None: no answer."""
+        inspect = self._inspect(worker, timeout)
+        queues = (inspect.active_queues() or {}).get(worker) if inspect else None
+        return None if queues is None else [str(q.get("name")) for q in queues]
+
+    def _inspect(self, worker: str, timeout: float) -> Any:
+        # With one destination Celery returns as soon as that worker has answered.
+        return None if self.app is None else self.app.control.inspect([worker], timeout=timeout)
 
     def _send(self, command: str, worker: str, queue: str) -> None:
         if self.app is None:
@@ -120,10 +142,40 @@ def pause_worker(
     return Outcome(entry, True, f"paused {worker} until {clock(entry.until)} ({seconds:g} s)")
 
 
+def drain_worker(
+    table: FailureTable,
+    control: RemoteControl,
+    worker: str,
+    seconds: float,
+    note: str | None = None,
+) -> Outcome:
+    """Drain ``worker`` (no new tasks; it finishes what it runs) for at most ``seconds``.
+
+    The drain ends by itself after ``seconds`` (within ``max_pause``) unless the worker
+    stopped meanwhile (a deploy), or with ``resume``. A down worker has nothing to drain.
+    """
+    check_duration(seconds, table.max_pause)
+    change = table.drain(worker, Reason.MANUAL, seconds, note=note)
+    entry = known_entry(table, worker, change)
+    if change.status == "duration":
+        raise Refused(f"{seconds:g} s is longer than the table allows", "seconds")
+    if change.status == "state":
+        return Outcome(entry, False, f"{worker} is down: nothing to drain")
+    control.stop_consuming(entry)
+    if not change.changed:
+        return Outcome(entry, False, f"{worker} is already draining: it is shutting down")
+    return Outcome(entry, True, f"draining {worker} (at the latest until {clock(entry.until)})")
+
+
 def resume_worker(table: FailureTable, control: RemoteControl, worker: str) -> Outcome:
-    """End ``worker``'s pause now, and tell it at once; an unpaused worker is left alone."""
+    """End ``worker``'s pause or drain now, and tell it at once; an up worker is left alone.
+
+    A worker draining because it is shutting down is on its way out: left alone too.
+    """
     change = table.resume(worker, Reason.MANUAL)
     entry = known_entry(table, worker, change)
+    if change.status == "state":
+        return Outcome(entry, False, f"{worker} is shutting down: it cannot be resumed")
     if not change.changed:
         return Outcome(entry, False, f"{worker} was not paused (state: {entry.state.value})")
     control.start_consuming(entry)

@@ -5,6 +5,7 @@ Layering: the top of the house; it may import every other part of rfqueue, and n
 in the library imports it.
 """
 
-from rfqueue.cli.main import Context, cli, main
+from rfqueue.cli.context import Context
+from rfqueue.cli.main import cli, main
 
 __all__ = ["Context", "cli", "main"]

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -21,83 +17,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from rfqueue.bench.cli import bench
-from rfqueue.brokers import Broker, DepthReader, broker_for
 from rfqueue.brokers.base import depths_or_none
 from rfqueue.brokers.redis_layout import redis_depth_reader
 from rfqueue.chaos import ChaosJob, ChaosRefused
-from rfqueue.connection import is_sentinel_url
+from rfqueue.cli.context import Context, load_app, refusals
+from rfqueue.cli.lifecycle import check, drain
 from rfqueue.console import finite, run_command
-from rfqueue.control import Refused, RemoteControl, clock, known_entry, pause_worker, resume_worker
+from rfqueue.control import clock, known_entry, pause_worker, resume_worker
 from rfqueue.demo.command import demo
 from rfqueue.flower.command import flower
 from rfqueue.log import held_back
 from rfqueue.monitoring.metrics import metrics
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.simulate.command import simulate
-from rfqueue.table import Change, Event, FailureTable
+from rfqueue.table import Change, Event
 from rfqueue.table.entry import Entry, State
-
-
-@dataclass
-class Context:
-    """What every command needs: settings, the table, and an app for remote control."""
-
-    settings: Settings
-    app: Any
-
-    @property
-    def table(self) -> FailureTable:
-        return FailureTable.from_settings(self.settings)
-
-    def control(self) -> RemoteControl:
-        app = self.app
-        if app is None:
-            from celery import Celery
-
-            # The broker may be another server than the table's Redis (RabbitMQ, say).
-            broker = os.environ.get("CELERY_BROKER_URL") or self.settings.redis_url
-            app = Celery("rfqueue-cli", broker=broker)
-            app.conf.accept_content = ["json"]
-            app.conf.broker_connection_retry = False
-            # Remote control is only the fast path: give up on a dead broker quickly.
-            app.conf.broker_transport_options = {
-                "socket_timeout": 2,
-                "socket_connect_timeout": 2,
-                "max_retries": 1,
-                "interval_start": 0,
-                "interval_step": 0.2,
-                "interval_max": 0.2,
-            }
-            if is_sentinel_url(broker):  # kombu finds the master by this name
-                app.conf.broker_transport_options["master_name"] = self.settings.sentinel_master
-        return RemoteControl(app)
-
-    @property
-    def default_pool(self) -> str:
-        """The app's default queue: the pool of workers whose pools are not known."""
-        return str(self.app.conf.task_default_queue) if self.app is not None else "celery"
-
-    def broker(self) -> Broker | None:
-        """The app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
-        url = os.environ.get("CELERY_BROKER_URL")
-        conf = self.app.conf if self.app is not None else {"broker_url": url}
-        return broker_for(conf, self.settings.socket_timeout)
-
-    def broker_depths(self) -> DepthReader | None:
-        """Queue depths from the app's broker, or ``CELERY_BROKER_URL``'s (None: unknown)."""
-        broker = self.broker()
-        return broker.depths if broker is not None else None
-
-
-def _load_app(path: str | None) -> Any:
-    if not path:
-        return None
-    from celery.bin.celery import find_app
-
-    try:
-        return find_app(path)
-    except Exception as exc:
-        raise click.BadParameter(f"cannot load {path!r}: {exc}", param_hint="'--app'") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,7 +60,7 @@ def cli(
     namespace: str | None,
 ) -> None:
     """Failure-aware dispatch for Celery: inspect and change the failure table."""
-    app = _load_app(app_path)
+    app = load_app(app_path)
     try:
         settings = Settings.load(
             app.conf if app else None,
@@ -276,7 +210,7 @@ def _until(now: float, when: float | None) -> str:
 @click.pass_obj
 def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
     """Pause WORKER (its Celery nodename, name@host) for SECONDS."""
-    with _refusals():
+    with refusals():
         outcome = pause_worker(
             obj.table, obj.control(), worker, seconds, obj.settings.max_pause, note=note
         )
@@ -288,7 +222,7 @@ def pause(obj: Context, worker: str, seconds: float, note: str | None) -> None:
 @click.pass_obj
 def resume(obj: Context, worker: str) -> None:
     """End WORKER's pause now."""
-    with _refusals():
+    with refusals():
         outcome = resume_worker(obj.table, obj.control(), worker)
     click.echo(outcome.message)
 
@@ -306,22 +240,8 @@ def forget(obj: Context, worker: str) -> None:
 
 
 def _known(obj: Context, worker: str, change: Change) -> Entry:
-    with _refusals():
+    with refusals():
         return known_entry(obj.table, worker, change)
-
-
-#: how the command line spells each argument an operation can refuse
-_PARAM_HINTS = {"worker": "'WORKER'", "seconds": "'--for'"}
-
-
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """An operation's refusal as click's one-line usage error naming the argument."""
-    try:
-        yield
-    except Refused as exc:
-        hint = _PARAM_HINTS.get(exc.argument)
-        raise click.BadParameter(exc.message, param_hint=hint) from None
 
 
 @cli.command()
@@ -349,6 +269,8 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
         click.echo(line)
 
 
+cli.add_command(drain)
+cli.add_command(check)
 cli.add_command(demo)
 cli.add_command(metrics)
 cli.add_command(bench)

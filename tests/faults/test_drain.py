@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -31,8 +32,15 @@ def unacked_of(client: Any, worker: str) -> int:
     return sum(json.loads(raw)[2] == queue for raw in client.hgetall("unacked").values())
 
 
-def busy_w1(fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any, long: int) -> str:
-    """w1 (``long`` pool processes) running ``long`` long tasks; w2, w3 up and idle."""
+def busy_w1(
+    fleet: Fleet,
+    redis_server: RedisServer,
+    redis_client: Any,
+    app: Any,
+    long: int,
+    sleep: float = LONG,
+) -> str:
+    """w1 (``long`` pool processes) running ``long`` tasks of ``sleep`` s; w2, w3 up and idle."""
     from workers.tasks import record
 
     fleet.start_worker("w1", "--concurrency", str(long))
@@ -47,7 +55,7 @@ def busy_w1(fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
         assert rfqueue_cli(redis_server, "pause", other, "--for", "60").returncode == 0
     wait_for(lambda: _up(app) == (f"rfqueue.{w1}",), 5, what="only w1 routable")
     for seq in range(long):
-        record.apply_async(kwargs={"seq": 1000 + seq, "sent": time.time(), "sleep": LONG})
+        record.apply_async(kwargs={"seq": 1000 + seq, "sent": time.time(), "sleep": sleep})
     wait_for(lambda: unacked_of(redis_client, w1) == long, 10, interval=0.05, what="w1 busy")
     for other in (w2, w3):
         assert rfqueue_cli(redis_server, "resume", other).returncode == 0
@@ -124,3 +132,52 @@ def test_sigkill_during_a_drain_still_restores_its_tasks(
         f"{restored_after:.1f} s after the kill",
     )
     assert len(lines) == 1
+
+
+def test_drain_wait_returns_after_the_running_task_and_nothing_new_reaches_it(
+    fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
+):
+    from workers.tasks import record
+
+    # Given w1 running one 5 s task, ready by its probe
+    w1 = busy_w1(fleet, redis_server, redis_client, app, long=1, sleep=5.0)
+    probe = rfqueue_cli(redis_server, "check", w1)
+    assert (probe.returncode, probe.stdout) == (0, f"{w1}: ready\n"), probe.stderr
+
+    # When `rfqueue drain --wait` runs, while 20 quick tasks are sent
+    answer: list[Any] = []
+    started = time.time()
+    waiter = threading.Thread(
+        target=lambda: answer.append(rfqueue_cli(redis_server, "drain", w1, "--wait"))
+    )
+    waiter.start()
+    wait_for(lambda: state_of(redis_server, w1)[0] == "draining", 5, what="w1 draining")
+    probe = rfqueue_cli(redis_server, "check", w1)
+    for seq in range(20):
+        record.apply_async(kwargs={"seq": seq, "sent": time.time()})
+        time.sleep(0.05)
+    waiter.join(30)
+    returned = time.time()
+
+    # Then it returned after the long task was done, and said so
+    out = answer[0]
+    assert out.returncode == 0, out.stderr
+    assert f"drained {w1} after " in out.stdout
+    lines = wait_for_seqs(redis_client, set(range(20)) | {1000}, 30)
+    long_done = next(x["done"] for x in lines if x["seq"] == 1000)
+    assert long_done <= returned, (long_done, returned)
+    # And the probe said draining (exit 3) meanwhile; w1 ran nothing new
+    assert (probe.returncode, probe.stdout) == (3, f"{w1}: draining\n")
+    assert [x["seq"] for x in lines if x["worker"] == w1] == [1000]
+    scenario_line(
+        "drain --wait",
+        21,
+        len({x["seq"] for x in lines}),
+        len(lines) - len({x["seq"] for x in lines}),
+        f"drain --wait of w1 running a 5 s task returned {returned - started:.1f} s later, "
+        f"{returned - long_done:.2f} s after it was done; 20 tasks sent meanwhile ran elsewhere",
+    )
+
+    # When it is resumed, its probe says ready again
+    assert rfqueue_cli(redis_server, "resume", w1).returncode == 0
+    wait_for(lambda: rfqueue_cli(redis_server, "check", w1).returncode == 0, 10, what="w1 ready")

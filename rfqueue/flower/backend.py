@@ -11,7 +11,14 @@ from typing import Any
 
 from rfqueue.brokers import broker_for
 from rfqueue.brokers.redis_layout import redis_depth_reader
-from rfqueue.control import Outcome, Refused, RemoteControl, pause_worker, resume_worker
+from rfqueue.control import (
+    Outcome,
+    Refused,
+    RemoteControl,
+    drain_worker,
+    pause_worker,
+    resume_worker,
+)
 from rfqueue.flower.document import FleetSources, fleet_document
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
@@ -31,10 +38,10 @@ class FleetBackend:
         depths = broker.depths if broker is not None else redis_depth_reader(self.table.client)
         self.sources = FleetSources(self.table, depths, settings)
         self.control = RemoteControl(celery_app)
-        #: the page's buttons, by name: the seam where ``drain`` joins (here, and in the
-        #: states that show its button: BUTTONS in static/fleet.js)
+        #: the page's buttons, by name (the states that show each: BUTTONS in static/fleet.js)
         self.actions: dict[str, Callable[[str, Form], Outcome]] = {
             "pause": self.pause,
+            "drain": self.drain,
             "resume": self.resume,
         }
 
@@ -49,6 +56,17 @@ class FleetBackend:
         return pause_worker(
             self.table, self.control, worker, seconds, self.settings.max_pause, note=note
         )
+
+    def drain(self, worker: str, form: Form) -> Outcome:
+        """``rfqueue drain WORKER [--timeout SECONDS] [--reason TEXT]``, from a form.
+
+        Without ``seconds`` the drain lasts until the worker stops, is resumed, or
+        ``max_pause`` has passed.
+        """
+        text = form.get("seconds", "").strip()
+        seconds = parse_seconds(text) if text else self.settings.max_pause
+        note = form.get("reason", "").strip() or None
+        return drain_worker(self.table, self.control, worker, seconds, note=note)
 
     def resume(self, worker: str, form: Form) -> Outcome:
         """``rfqueue resume WORKER``."""

@@ -80,7 +80,7 @@ def worker_row(
     """One worker as the page shows it."""
     shown = shown_state(entry, now)
     pools = pools_of(entry)
-    counting_down = shown in ("paused", "ejected") and entry.until is not None
+    counting_down = shown in ("paused", "ejected", "draining") and entry.until is not None
     return {
         "worker": entry.worker,
         "queue": entry.queue,
@@ -112,7 +112,7 @@ def fleet_document(
     sources: FleetSources,
     now: float | None = None,
     n_events: int = 12,
-    actions: Iterable[str] = ("pause", "resume"),
+    actions: Iterable[str] = ("pause", "drain", "resume"),
 ) -> dict[str, Any]:
     """Every worker, the budget in use and the latest events, as one JSON-ready dict.
 

@@ -15,10 +15,11 @@
     var lastGood = null;
 
     // The buttons a worker can show, by the state shown. An action is drawn only when the
-    // server lists it in doc.actions: `drain` joins here once the table knows draining.
+    // server lists it in doc.actions. Drain: no new tasks, it finishes what it runs.
     var BUTTONS = [
         {action: 'pause', label: 'Pause', css: 'btn-outline-warning', states: ['up', 'down']},
-        {action: 'resume', label: 'Resume', css: 'btn-success', states: ['paused', 'ejected']}
+        {action: 'drain', label: 'Drain', css: 'btn-outline-info', states: ['up', 'paused', 'ejected']},
+        {action: 'resume', label: 'Resume', css: 'btn-success', states: ['paused', 'ejected', 'draining']}
     ];
     var NUMERIC = [4, 5, 6];  // heartbeat, queue depth, routed: right-aligned like their headers
     var BADGES = {
@@ -235,6 +236,8 @@
         var form = new URLSearchParams();
         if (action === 'pause') {
             form.set('seconds', document.getElementById('rfqueue-seconds').value);
+        }
+        if (action === 'pause' || action === 'drain') {
             form.set('reason', document.getElementById('rfqueue-reason').value);
         }
         var url = urls.action.replace('__ACTION__', action)

@@ -159,6 +159,17 @@ def test_pause_and_resume_do_what_the_cli_does(flower: Served, fleet: FailureTab
     assert fleet.entries()[W2].state is State.UP
 
 
+def test_drain_and_resume_do_what_the_cli_does(flower: Served, fleet: FailureTable) -> None:
+    status, body = flower.request(f"/ops/rfqueue/api/worker/drain/{W1}", form={"reason": "deploy"})
+    assert status == 200, body
+    assert json.loads(body)["message"].startswith(f"draining {W1} (at the latest until ")
+    entry = fleet.entries()[W1]
+    assert (entry.state, entry.reason, entry.note) == (State.DRAINING, Reason.MANUAL, "deploy")
+    status, body = flower.request(f"/ops/rfqueue/api/worker/resume/{W1}", form={})
+    assert (status, json.loads(body)["message"]) == (200, f"resumed {W1}")
+    assert fleet.entries()[W1].state is State.UP
+
+
 @pytest.mark.parametrize(
     ("path", "form", "credentials", "headers", "status", "words"),
     [
@@ -175,6 +186,8 @@ def test_pause_and_resume_do_what_the_cli_does(flower: Served, fleet: FailureTab
         (f"pause/{W1}", {}, GOOD, {}, 400, "'' is not a number of seconds"),
         ("pause/nobody@h", {"seconds": "9"}, GOOD, {}, 404, "no worker named 'nobody@h'"),
         ("resume/nobody@h", {}, GOOD, {}, 404, "no worker named 'nobody@h'"),
+        ("drain/nobody@h", {}, GOOD, {}, 404, "no worker named 'nobody@h'"),
+        (f"drain/{W1}", {"seconds": "soon"}, GOOD, {}, 400, "'soon' is not a number of seconds"),
         (f"explode/{W1}", {}, GOOD, {}, 404, "Unknown action 'explode'"),
         (f"resume/{W2}", {}, BAD, {}, 401, ""),
         (f"resume/{W2}", {}, None, {}, 401, ""),

@@ -71,7 +71,7 @@ def test_every_worker_with_its_state_depth_and_routed_tasks(
     assert w2["until"] == pytest.approx(clock.now + 79.5)
     assert (w3["shown"], w3["reason"], w3["depth"], w3["routed"]) == ("down", "shutdown", 0, 0)
     assert w2["silent"] is True and w1["silent"] is False and w3["silent"] is False
-    assert doc["depths_known"] is True and doc["actions"] == ["pause", "resume"]
+    assert doc["depths_known"] is True and doc["actions"] == ["pause", "drain", "resume"]
     json.dumps(doc)  # JSON as it is, no custom encoder
 
 

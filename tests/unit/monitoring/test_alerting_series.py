@@ -151,6 +151,19 @@ def test_ejections_and_drains_are_counted_from_the_event_log(fleet, client):
     assert samples[("rfqueue_pauses_total", (("reason", "outlier"),))] == 1
 
 
+def test_a_real_drain_shows_in_the_state_gauges_and_the_counter(fleet, client):
+    collector = TableCollector(settings(), fleet)
+    scrape(collector)
+    # When w3's shutdown begins (the table's own drain script, not a made-up event)
+    fleet.drain(W3, Reason.SHUTDOWN)
+    _, samples = scrape(collector)
+    # Then it counts as draining, once, and not as up
+    assert samples[("rfqueue_workers", (("state", "draining"),))] == 1
+    assert samples[("rfqueue_worker_state", (("state", "draining"), ("worker", W3)))] == 1
+    assert samples[("rfqueue_worker_state", (("state", "up"), ("worker", W3)))] == 0
+    assert samples[("rfqueue_drains_total", (("reason", "shutdown"),))] == 1
+
+
 # -- the oldest waiting task ------------------------------------------------------------
 
 

@@ -60,11 +60,16 @@ class DepthSampler:
         self.started = False
 
     def ensure_started(self) -> None:
-        """Read once and start the thread, if not done in this process yet."""
+        """Read once and start the thread, if not done in this process yet.
+
+        The first read is outside the lock, as in :meth:`Snapshot.ensure_started`.
+        """
+        if self.started:
+            return
+        self.sample()
         with self._lock:
             if self.started:
                 return
-            self.sample()
             self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="rfqueue-depth", daemon=True)
             self._thread.start()

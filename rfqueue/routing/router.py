@@ -11,8 +11,10 @@ It never calls Redis per task: it reads a :class:`Snapshot` and its pool index.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -61,6 +63,8 @@ class Router:
         #: reports this process's snapshot age to the exporter (see routing.presence)
         self._presence: Presence | None = None
         self._start_lock = threading.Lock()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call(ref, Router._after_fork_in_child))
         #: a worker's dedicated queue starts with it: never a pool (set by _start)
         self._prefix = Settings.queue_prefix
         #: the last sending app and its routes after this router
@@ -86,24 +90,34 @@ class Router:
         return app.conf  # type: ignore[no-any-return]
 
     def _start(self, task: Any) -> Snapshot:
-        """First call in this process (or after a fork): settings, policy, snapshot."""
+        """First call in this process (or after a fork): settings, policy, snapshot.
+
+        The lock covers making the settings and the policy only, never a Redis round
+        trip (the snapshot's and the depth sampler's first reads come after it), and a
+        forked child gets a new one: a prefork child forked while another thread was
+        here would otherwise wait on it forever at its first route.
+        """
+        conf = self._app_conf(task)
         with self._start_lock:
-            conf = self._app_conf(task)
             if self._settings is None:
                 self._settings = Settings.load(conf)
             if self._policy is None:
                 self._policy = create_policy(self._settings)
-            self._prefix = self._settings.queue_prefix
-            snapshot = snapshot_for(self._settings)
-            snapshot.ensure_started()
-            snapshot.add_hook(self._flush_routed)
-            broker = broker_for(conf, self._settings.socket_timeout)
-            self._policy.start(snapshot, self.routed, broker.depths if broker else None)
-            # Read once per process: the hot path calls these without attribute lookups.
-            self._choose_queue, self._counts = self._policy.choose, self.routed.local
-            # Published last: the hot path takes this snapshot as "started".
-            self._snapshot = snapshot
-            return snapshot
+            settings, policy = self._settings, self._policy
+        self._prefix = settings.queue_prefix
+        snapshot = snapshot_for(settings)
+        snapshot.ensure_started()
+        snapshot.add_hook(self._flush_routed)
+        broker = broker_for(conf, settings.socket_timeout)
+        policy.start(snapshot, self.routed, broker.depths if broker else None)
+        # Read once per process: the hot path calls these without attribute lookups.
+        self._choose_queue, self._counts = policy.choose, self.routed.local
+        # Published last: the hot path takes this snapshot as "started".
+        self._snapshot = snapshot
+        return snapshot
+
+    def _after_fork_in_child(self) -> None:
+        self._start_lock = threading.Lock()
 
     def _flush_routed(self) -> None:
         """Snapshot hook: add the routed counts to Redis and say how fresh the snapshot is,
@@ -249,6 +263,12 @@ class Router:
         if now - self._told.get(name, float("-inf")) >= TELL_INTERVAL:
             self._told[name] = now
             logger.warning("rfqueue: " + message, *args)
+
+
+def _call(ref: weakref.ref[Router], method: Callable[[Router], None]) -> None:
+    router = ref()
+    if router is not None:
+        method(router)
 
 
 #: a router for ``task_routes = ["rfqueue.router.route"]``; reads the sending app's settings

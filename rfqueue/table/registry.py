@@ -7,6 +7,7 @@ and one pub/sub connection per process, however many of them there are.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from rfqueue.settings import Settings
@@ -14,7 +15,17 @@ from rfqueue.table.failure_table import FailureTable
 from rfqueue.table.snapshot import Snapshot
 
 _snapshots: dict[tuple[str, str], Snapshot] = {}
+#: held for dict lookups only, never over I/O; a forked child gets a new one, as another
+#: thread may have held it at the fork (the child would wait on it forever)
 _snapshots_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _snapshots_lock
+    _snapshots_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def snapshot_for(settings: Settings) -> Snapshot:

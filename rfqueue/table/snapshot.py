@@ -106,11 +106,18 @@ class Snapshot:
                 self._warn("rfqueue: snapshot hook %r failed: %r", hook, exc)
 
     def ensure_started(self) -> None:
-        """Load the table once and start the refresh thread, if not done in this process."""
+        """Load the table once and start the refresh thread, if not done in this process.
+
+        The first read happens outside the lock: a process forked during it inherits no
+        held lock, and threads that start at once each read (the same table) instead of
+        queueing behind one round trip.
+        """
+        if self.started:
+            return
+        self.refresh()
         with self._lock:
             if self.started:
                 return
-            self.refresh()
             self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="rfqueue-snapshot", daemon=True)
             self._thread.start()

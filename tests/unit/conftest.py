@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -168,3 +169,23 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
 @pytest.fixture
 def poll() -> Callable[..., bool]:
     return wait_until
+
+
+def run_forked(child: Callable[[], bool], timeout: float = 10.0) -> str:
+    """Run ``child()`` in a forked process: "ok", "failed", or "hung" (killed at ``timeout``)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports by its exit code only
+        code = 1
+        try:
+            code = 0 if child() else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return "ok" if os.waitstatus_to_exitcode(status) == 0 else "failed"
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"

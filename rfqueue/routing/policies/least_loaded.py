@@ -32,6 +32,7 @@ class LoadEstimate:
 
     def __init__(self) -> None:
         self.sampler: DepthSampler | None = None
+        self._made: list[DepthSampler] = []
         self.routed: RoutedCounts | None = None
         self._generation = -1
         #: the routed counts when the current sample was first seen
@@ -48,7 +49,14 @@ class LoadEstimate:
         self.routed = routed
         if self.sampler is None:
             read = depths or redis_depth_reader(snapshot.table.client)
-            self.sampler = DepthSampler(read, lambda: snapshot.all_queues, settings.depth_interval)
+            # Threads that start at once each make one; all take the first (list.append is
+            # atomic): no lock, so none is held over the sampler's first read.
+
+            def queues() -> tuple[str, ...]:
+                return snapshot.all_queues
+
+            self._made.append(DepthSampler(read, queues, settings.depth_interval))
+            self.sampler = self._made[0]
         self.sampler.ensure_started()
 
     def load(self, queue: str) -> int:

@@ -21,7 +21,7 @@ from rfqueue.routing.router import Router
 from rfqueue.routing.unpin import Unpin
 from rfqueue.settings import Settings
 from rfqueue.worker.inbound import MalformedMessageGuard
-from rfqueue.worker.step import RfqueueStep, add_dedicated_queue
+from rfqueue.worker.step import RfqueueStep
 
 CHAOS_TASK = "rfqueue.chaos"
 CHAOS_SCHEDULE_ENTRY = "rfqueue-chaos"
@@ -136,10 +136,9 @@ def install(app: Any, **settings: Any) -> Settings:
     app.steps["consumer"].add(MalformedMessageGuard)
 
     def after_setup(sender: str, instance: Any, **_: Any) -> None:
+        # The queues are added by the bootstep (a test worker sends no such signal).
         if instance.app is app:
-            settings = Settings.load(app.conf)
-            check_broker_login(app.conf, settings)
-            add_dedicated_queue(instance, settings)
+            check_broker_login(app.conf, Settings.load(app.conf))
 
     signals.celeryd_after_setup.connect(after_setup, weak=False)
     return resolved

@@ -98,14 +98,17 @@ class Enforcer:
         self._leaving.set()
         self._wake.set()  # the thread also asks the event loop to cancel the consumers
 
-    def shutdown(self) -> None:
-        """Stop the thread and mark the worker down (its pause, if any, is kept)."""
+    def shutdown(self, forget: bool = False) -> None:
+        """Stop the thread and mark the worker down (its pause, if any, is kept);
+        with ``forget``, then remove its entry (a test worker's name is not reused)."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.socket_timeout + 1)
         try:
             self.table.mark_down(self.nodename, Reason.SHUTDOWN)
+            if forget:
+                self.table.forget(self.nodename)
         except (redis.RedisError, OSError) as exc:
             logger.warning("rfqueue: could not mark %s down: %s", self.nodename, exc)
 

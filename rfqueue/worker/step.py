@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 def add_dedicated_queue(instance: Any, settings: Settings) -> str:
     """Make the starting worker consume its own queue and rfqueue's control queue.
 
-    Runs as the ``celeryd_after_setup`` hook.
+    Runs when the consumer's bootsteps are made, after Celery applied ``-Q`` and before
+    the first read: also in a worker that sends no ``celeryd_after_setup``
+    (``celery.contrib.testing``'s ``start_worker``, pytest's ``celery_worker``).
     """
     queues = instance.app.amqp.queues
     name = settings.queue_for(instance.hostname)
@@ -37,6 +39,14 @@ def add_dedicated_queue(instance: Any, settings: Settings) -> str:
     queues.select_add(name)
     queues.select_add(Keys(settings.namespace).control_queue)
     return name
+
+
+def is_test_worker(controller: Any) -> bool:
+    """Whether Celery's test helpers built this worker (``start_worker``): a name that
+    comes and goes with a test (``gen<pid>@host``)."""
+    from celery.contrib.testing.worker import TestWorkController
+
+    return isinstance(controller, TestWorkController)
 
 
 def running_delivery_tags() -> set[str]:
@@ -60,6 +70,9 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
         self.settings = Settings.load(c.app.conf)
+        add_dedicated_queue(c, self.settings)
+        #: a test worker (celery.contrib.testing) leaves no entry behind when it stops
+        self.forget_at_exit = is_test_worker(c.controller)
         #: the pool of messages that carry none: the app's default queue
         self.default_pool = str(c.app.conf.task_default_queue or "celery")
         snapshot = snapshot_for(self.settings)
@@ -125,7 +138,7 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def shutdown(self, c: Any) -> None:
         if self.rescuer is not None:
             self.rescuer.stop()
-        self.enforcer.shutdown()
+        self.enforcer.shutdown(forget=self.forget_at_exit)
         if self.broker is not None:
             self.broker.close()
 

@@ -15,6 +15,7 @@ from celery import signals
 
 from rfqueue.brokers import BrokerRefused, broker_for
 from rfqueue.chaos import chaos_overrides, run_tick
+from rfqueue.control import purging_worker_queues
 from rfqueue.keys import Keys
 from rfqueue.routing.destination import direct_queue
 from rfqueue.routing.router import Router
@@ -131,6 +132,9 @@ def install(app: Any, **settings: Any) -> Settings:
             "kwargs": chaos_overrides(resolved),
         }
         app.conf.beat_schedule = schedule
+
+    # app.control.purge() empties the workers' own queues too (`celery purge` does not).
+    app.control.purge = purging_worker_queues(app, app.control.purge)
 
     app.steps["consumer"].add(RfqueueStep)
     app.steps["consumer"].add(MalformedMessageGuard)

@@ -11,17 +11,26 @@ message is the line a person sees, and ``argument`` names what was wrong (``work
 :class:`RemoteControl` is the fast path: Celery remote control tells a worker to stop
 or start consuming now. It is at-most-once pub/sub, so it is only ever a shortcut:
 each worker also enforces its own table state (see :mod:`rfqueue.worker`).
+
+:func:`purging_worker_queues` extends ``app.control.purge()`` (``install`` puts it in
+place) to the queues rfqueue sends to, which the app does not know.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
+from rfqueue.keys import Keys
 from rfqueue.log import RateLimitedWarning
+from rfqueue.settings import Settings
 from rfqueue.table import Change, FailureTable
 from rfqueue.table.entry import Entry, Reason
 
@@ -180,3 +189,44 @@ def resume_worker(table: FailureTable, control: RemoteControl, worker: str) -> O
         return Outcome(entry, False, f"{worker} was not paused (state: {entry.state.value})")
     control.start_consuming(entry)
     return Outcome(entry, True, f"resumed {worker}")
+
+
+def namespace_queues(app: Any) -> list[str]:
+    """The queues rfqueue sends ``app``'s tasks to: every registered worker's own queue
+    (whatever its state) and the control queue of the app's namespace."""
+    settings = Settings.load(app.conf)
+    entries = FailureTable.from_settings(settings).entries()
+    return [*sorted({e.queue for e in entries.values()}), Keys(settings.namespace).control_queue]
+
+
+def purging_worker_queues(app: Any, purge: Callable[..., Any]) -> Callable[..., int]:
+    """``app.control.purge`` that also empties :func:`namespace_queues`.
+
+    Celery's purge empties the queues the app knows (``task_queues``, or the default
+    queue): a producer's app never knows the workers' own queues, where its tasks wait.
+    Without the table (Redis away) it purges what Celery would, and says so.
+    """
+
+    def purge_all(connection: Any = None) -> int:
+        count = int(purge(connection) or 0)
+        known = set(app.amqp.queues.consume_from)
+        try:
+            extra = [name for name in namespace_queues(app) if name not in known]
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("rfqueue: purged the app's queues only, not the workers' own: %s", exc)
+            return count
+        with app.connection_or_acquire(connection) as conn:
+            return count + sum(_purge_queue(conn, name) for name in extra)
+
+    return purge_all
+
+
+def _purge_queue(conn: Any, name: str) -> int:
+    channel = conn.channel()
+    try:
+        return int(channel.queue_purge(name) or 0)
+    except conn.channel_errors:  # never declared (RabbitMQ): nothing waits there
+        return 0
+    finally:
+        with contextlib.suppress(*conn.channel_errors, *conn.connection_errors):
+            channel.close()

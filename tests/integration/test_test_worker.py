@@ -7,6 +7,7 @@ the control queue from its first read, and leave no entry behind when it stops.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,12 +17,14 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 import rfqueue
-from rfqueue.demo.fleet import RedisServer
+from rfqueue.demo.fleet import RedisServer, wait_for
 from rfqueue.keys import Keys
 from rfqueue.table import FailureTable
 
 NAMESPACE = "intest"
 RUNS = 20
+#: set to let intest.hold finish
+RELEASE = threading.Event()
 
 
 @pytest.fixture
@@ -36,6 +39,11 @@ def app(redis_server: RedisServer, redis_client: Any) -> Iterator[Celery]:
     @app.task(name="intest.add", shared=False)
     def add(a: int, b: int) -> int:
         return a + b
+
+    @app.task(name="intest.hold", shared=False)
+    def hold() -> str:
+        RELEASE.wait(10)
+        return "held"
 
     yield app
     app.close()
@@ -60,3 +68,27 @@ def test_the_first_task_runs_at_once_and_the_worker_leaves_no_entry(
         # Stopped: a test worker's entry is gone, not left behind as down
         assert name not in table.entries(), f"run {run}: {name} left behind"
     assert slowest < 0.5, f"the slowest first task took {slowest:.2f} s"
+
+
+def test_celerys_tools_show_the_workers_own_queue(app: Any) -> None:
+    """What the README's "Observable routing" says: the fields name the worker's queue."""
+    app.conf.result_extended = True
+    RELEASE.clear()
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False) as worker:
+        name, own = worker.hostname, f"rfqueue.{worker.hostname}"
+        running = app.tasks["intest.hold"].delay()
+        later = app.tasks["intest.add"].apply_async((1, 2), countdown=60)
+        inspect = app.control.inspect([name], timeout=2)
+        wait_for(lambda: (inspect.active() or {}).get(name), 5, what="the task to run")
+        [active] = inspect.active()[name]
+        assert active["delivery_info"]["routing_key"] == own
+        [scheduled] = wait_for(lambda: (inspect.scheduled() or {}).get(name), 5, what="eta")
+        assert scheduled["request"]["delivery_info"]["routing_key"] == own
+        state, request = inspect.query_task(running.id)[name][running.id]
+        assert state == "active" and request["delivery_info"]["routing_key"] == own
+        consumed = {q["name"] for q in inspect.active_queues()[name]}
+        assert consumed == {own, f"{NAMESPACE}-control", "celery"}
+        RELEASE.set()
+        assert running.get(timeout=5) == "held"
+        assert app.backend.get_task_meta(running.id)["queue"] == own
+        later.revoke()

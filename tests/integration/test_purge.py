@@ -1,0 +1,29 @@
+"""``app.control.purge()`` clears the dedicated queues of the app's namespace too.
+
+Celery purges the queues its app knows; a producer's app does not know the workers'
+own queues, where rfqueue sends its tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rfqueue.demo.fleet import wait_for
+from rfqueue.table import FailureTable
+from tests.integration.conftest import nodename
+
+WAITING = 5
+
+
+def test_purge_clears_the_tasks_waiting_in_a_workers_own_queue(app: Any, redis_client: Any) -> None:
+    # Given a registered worker (not running) whose own queue holds 5 tasks
+    worker = nodename("w1")
+    FailureTable(redis_client, "rfqueue").register(worker, f"rfqueue.{worker}")
+    for seq in range(WAITING):
+        app.send_task("workers.tasks.record", args=(seq,))
+    wait_for(lambda: redis_client.llen(f"rfqueue.{worker}") == WAITING, 5, what="5 tasks routed")
+    # When the app purges
+    purged = app.control.purge()
+    # Then they are gone, and counted
+    assert purged == WAITING
+    assert redis_client.llen(f"rfqueue.{worker}") == 0

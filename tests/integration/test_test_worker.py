@@ -19,7 +19,9 @@ from celery.contrib.testing.worker import start_worker
 import rfqueue
 from rfqueue.demo.fleet import RedisServer, wait_for
 from rfqueue.keys import Keys
+from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
+from rfqueue.table.registry import snapshot_for
 
 NAMESPACE = "intest"
 RUNS = 20
@@ -76,6 +78,10 @@ def test_celerys_tools_show_the_workers_own_queue(app: Any) -> None:
     RELEASE.clear()
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False) as worker:
         name, own = worker.hostname, f"rfqueue.{worker.hostname}"
+        # This process's routing copy has heard of the worker (the fixtures flush Redis
+        # between tests, which a copy only notices at its next full read)
+        routing = snapshot_for(Settings.load(app.conf))
+        wait_for(lambda: own in routing.up_queues, 5, what="the router to see the worker")
         running = app.tasks["intest.hold"].delay()
         later = app.tasks["intest.add"].apply_async((1, 2), countdown=60)
         inspect = app.control.inspect([name], timeout=2)

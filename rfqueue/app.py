@@ -144,5 +144,8 @@ def install(app: Any, **settings: Any) -> Settings:
         if instance.app is app:
             check_broker_login(app.conf, Settings.load(app.conf))
 
-    signals.celeryd_after_setup.connect(after_setup, weak=False)
+    # Held weakly by the signal and strongly by the app: the receiver goes with the app,
+    # which nothing of the process's keeps alive.
+    app._rfqueue_after_setup = after_setup
+    signals.celeryd_after_setup.connect(after_setup)
     return resolved

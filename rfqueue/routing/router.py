@@ -22,6 +22,7 @@ import redis
 
 from rfqueue.brokers import broker_for
 from rfqueue.log import RateLimitedWarning
+from rfqueue.routing.accepted import count_when_published, expect
 from rfqueue.routing.destination import AppRoutes, to_worker
 from rfqueue.routing.policies import Policy, PolicyError, create_policy
 from rfqueue.routing.presence import Presence
@@ -56,7 +57,6 @@ class Router:
         self._warn = RateLimitedWarning(logger)
         #: tasks this router sent to each queue; flushed to Redis by the snapshot's thread
         self.routed = RoutedCounts()
-        self._counts = self.routed.local
         #: the policy's choose(), bound once per process by _start()
         self._choose_queue: Callable[..., str]
         self._flushed_at = float("-inf")
@@ -111,7 +111,8 @@ class Router:
         broker = broker_for(conf, settings.socket_timeout)
         policy.start(snapshot, self.routed, broker.depths if broker else None)
         # Read once per process: the hot path calls these without attribute lookups.
-        self._choose_queue, self._counts = policy.choose, self.routed.local
+        self._choose_queue = policy.choose
+        count_when_published()
         # Published last: the hot path takes this snapshot as "started".
         self._snapshot = snapshot
         return snapshot
@@ -214,8 +215,7 @@ class Router:
         except Exception as exc:  # a policy bug must not break apply_async
             self._policy_failed(name, exc)
             return route
-        counts = self._counts.counts
-        counts[queue] = counts.get(queue, 0) + 1
+        expect(self.routed, queue)  # counted once Celery has published it (routing.accepted)
         return to_worker(routes.queue(queue, pool), pool, options, route)
 
     def _policy_failed(self, name: str, exc: Exception) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -71,7 +72,8 @@ class Snapshot:
         self._read_at = 0.0
         self._next_expiry = float("inf")
         self._listeners: list[Listener] = []
-        self._hooks: list[Hook] = []
+        #: each hook behind a reference: a bound method's is weak (see add_hook)
+        self._hooks: list[Callable[[], Hook | None]] = []
         self._warn = RateLimitedWarning(logger)
         self._reset_after_fork()
         ref = weakref.ref(self)
@@ -94,12 +96,26 @@ class Snapshot:
         self._listeners.append(listener)
 
     def add_hook(self, hook: Hook) -> None:
-        """Call ``hook()`` from the refresh thread after each pass (at least every interval)."""
-        if hook not in self._hooks:
-            self._hooks.append(hook)
+        """Call ``hook()`` from the refresh thread after each pass (at least every interval).
+
+        A bound method is held weakly and dropped once its object is gone: the snapshot
+        lives as long as the process, and a router's hook must not keep its app alive.
+        """
+        if any(ref() == hook for ref in self._hooks):
+            return
+        if inspect.ismethod(hook):
+            self._hooks.append(weakref.WeakMethod(hook))
+        else:
+            self._hooks.append(lambda: hook)
 
     def _run_hooks(self) -> None:
-        for hook in list(self._hooks):
+        refs = list(self._hooks)
+        if any(ref() is None for ref in refs):
+            self._hooks = refs = [ref for ref in refs if ref() is not None]
+        for ref in refs:
+            hook = ref()
+            if hook is None:
+                continue
             try:
                 hook()
             except Exception as exc:  # a hook must never stop the refresh thread

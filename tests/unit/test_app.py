@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import ssl
 import sys
 import warnings
+import weakref
+from collections.abc import Callable
 
 import pytest
 from celery import Celery
@@ -14,6 +17,10 @@ from celery.exceptions import DuplicateTaskNameWarning
 import rfqueue
 import rfqueue.app
 from rfqueue.app import CHAOS_TASK
+from rfqueue.settings import Settings
+from rfqueue.table import FailureTable
+from rfqueue.table.registry import snapshot_for
+from tests.unit.conftest import NAMESPACE
 
 
 @pytest.mark.parametrize(
@@ -73,3 +80,31 @@ def test_each_app_gets_its_own_chaos_task(monkeypatch: pytest.MonkeyPatch) -> No
         app.tasks[CHAOS_TASK].run()
     assert ticked == apps
     assert CHAOS_TASK not in Celery("bystander", set_as_current=False).tasks
+
+
+def work() -> None:
+    """A task to send."""
+
+
+@pytest.mark.usefixtures("use_fake_redis")
+def test_an_installed_app_that_routed_can_be_collected(
+    table: FailureTable, stop: Callable[..., None]
+) -> None:
+    # Given an installed app whose router started (snapshot, hook) and whose task was sent
+    table.register("w1@h", "rfqueue.w1@h")
+    app = Celery("gone", broker="memory://", set_as_current=False)
+    rfqueue.install(app, redis_url="redis://fake-table:6379/0", namespace=NAMESPACE)
+    app.task(name="app.work", shared=False)(work)
+    app.tasks["app.work"].apply_async()
+    snapshot = snapshot_for(Settings.load(app.conf))
+    try:
+        # When the last reference of the caller's goes
+        ref = weakref.ref(app)
+        del app
+        gc.collect()
+        # Then the app is gone, and the process-wide snapshot dropped the router's hook
+        assert ref() is None
+        snapshot._run_hooks()
+        assert snapshot._hooks == []
+    finally:
+        stop(snapshot)

@@ -11,6 +11,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+from celery import Celery
 
 from rfqueue.keys import Keys
 from rfqueue.routing.routed import RoutedCounts, flush_quietly
@@ -120,9 +121,12 @@ class TestRouterFlush:
     def router(self, use_fake_redis: None, table: FailureTable, stop: Callable[..., None]) -> Any:
         for name in ("a@h", "b@h"):
             table.register(name, f"rfqueue.{name}")
+        # Counts follow what Celery publishes: an app on kombu's in-memory transport
+        app = Celery("flush", broker="memory://", set_as_current=False)
         router = Router(
-            settings=Settings(redis_url="redis://fake:6379/0", namespace="t", refresh_interval=30)
+            app, Settings(redis_url="redis://fake:6379/0", namespace="t", refresh_interval=30)
         )
+        app.conf.task_routes = [router]
         yield router
         stop(router.snapshot)
 
@@ -138,7 +142,7 @@ class TestRouterFlush:
         router._flushed_at = time.monotonic()
         # When 1,000 tasks are routed
         for _ in range(1000):
-            router("tasks.add", (), {}, {})
+            router.app.send_task("tasks.add")
         # Then not one of them wrote to Redis
         assert client.hgetall(KEY) == {}
         assert router.routed.totals() == {"rfqueue.a@h": 500, "rfqueue.b@h": 500}
@@ -150,10 +154,10 @@ class TestRouterFlush:
     def test_flush_at_most_every_refresh_interval(
         self, router: Router, client: fakeredis.FakeRedis
     ) -> None:
-        router("tasks.add", (), {}, {})
+        router.app.send_task("tasks.add")
         router._flush_routed()
         assert client.hgetall(KEY) == {"rfqueue.a@h": "1"}
-        router("tasks.add", (), {}, {})
+        router.app.send_task("tasks.add")
         router._flush_routed()  # too soon: waits for the next interval
         assert client.hgetall(KEY) == {"rfqueue.a@h": "1"}
         router._flushed_at -= 30

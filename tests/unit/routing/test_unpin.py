@@ -23,6 +23,10 @@ def app(fleet: FailureTable) -> Celery:  # noqa: F811
     return app
 
 
+#: what every message rfqueue routed carries, and so every retry of one
+PLACED = {"rfqueue-pool": "celery"}
+
+
 def route(app: Celery, options: dict[str, Any]) -> str:
     return str(app.amqp.router.route(options, "tasks.add", (1, 2), {})["queue"].name)
 
@@ -41,10 +45,10 @@ class TestRetriesAreRoutedAfresh:
     def test_retry_naming_the_old_queue_goes_to_an_up_worker(self, app: Celery) -> None:
         # When a retry names W1's queue (what Task.retry sends for the default exchange)
         # Then it goes to the only up worker instead
-        assert route(app, {"queue": q(W1)}) == q(W2)
+        assert route(app, {"queue": q(W1), "headers": dict(PLACED)}) == q(W2)
 
     def test_retry_naming_exchange_and_routing_key(self, app: Celery) -> None:
-        options = {"exchange": "", "routing_key": q(W1), "priority": 0}
+        options = {"exchange": "", "routing_key": q(W1), "priority": 0, "headers": dict(PLACED)}
         result = app.amqp.router.route(options, "tasks.add", (1, 2), {})
         assert result["queue"].name == q(W2)
         assert "routing_key" not in result and "exchange" not in result
@@ -61,6 +65,7 @@ class TestRetriesAreRoutedAfresh:
             "args": [],
             "kwargs": {},
             "delivery_info": {"exchange": "", "routing_key": q(W1), "priority": None},
+            "headers": dict(PLACED),  # the header rfqueue's router put on the first attempt
         }
         flaky.push_request(**request)
         try:
@@ -70,6 +75,12 @@ class TestRetriesAreRoutedAfresh:
         assert options["queue"] == q(W1)  # Celery pins the retry to the old queue
         # When it is routed, Then the pin is gone
         assert route(app, options) == q(W2)
+
+    def test_an_explicit_pin_to_a_worker_s_queue_is_kept(self, app: Celery) -> None:
+        # The caller named the worker (host-local work, a canary): Celery's precedence holds
+        assert route(app, {"queue": q(W1)}) == q(W1)
+        options = {"exchange": "", "routing_key": q(W1)}
+        assert app.amqp.router.route(options, "tasks.add", (), {})["routing_key"] == q(W1)
 
     def test_other_queues_stay_pinned(self, app: Celery) -> None:
         # A queue the caller chose that is not a dedicated one keeps winning

@@ -119,10 +119,9 @@ def test_router_raises_the_missing_key_into_apply_async(
     # When a task comes without the key, Then the sender hears of it
     with pytest.raises(PolicyError, match="user_id"):
         router("app.fetch", (), {}, {})
-    # And a task with it is routed, the same way every time, and counted
+    # And a task with it is routed, the same way every time
     first = router("app.fetch", (), {"user_id": 42}, {})
     assert first is not None and router("app.fetch", (), {"user_id": 42}, {}) == first
-    assert router.routed.count(first["queue"].name) == 2
 
 
 def test_ring_spans_paused_workers_via_the_snapshot(

@@ -124,17 +124,14 @@ class ChaosJob:
             if e.effective_state(now) is State.UP and name not in s.protected
         )
         budget = self.budget
-        # Only a dry run counts by itself; a real pause is counted inside pause.lua.
-        out = (
-            sum(e.effective_state(now) is not State.UP for e in entries.values())
-            if s.dry_run
-            else 0
-        )
+        # Only a dry run counts by itself (as pause.lua: the departed count nowhere).
+        counted = budget.present(entries.values(), now)
+        out = sum(e.effective_state(now) is not State.UP for e in counted) if s.dry_run else 0
         planned: list[str] = []
         for name in rng.sample(eligible, min(s.chaos_k, len(eligible))):
             seconds = rng.uniform(s.chaos_min_duration, s.chaos_max_duration)
             if s.dry_run:  # the same budget check as the pause script, without the pause
-                if budget.allows(out, len(entries)) and budget.allows_in_pools(
+                if budget.allows(out, len(counted)) and budget.allows_in_pools(
                     entries[name], entries.values(), now, planned
                 ):
                     out += 1

@@ -21,6 +21,7 @@ from rfqueue.brokers.base import depths_or_none
 from rfqueue.brokers.redis_layout import redis_depth_reader
 from rfqueue.chaos import ChaosJob, ChaosRefused
 from rfqueue.cli.context import Context, load_app, refusals
+from rfqueue.cli.forget import forget
 from rfqueue.cli.lifecycle import check, drain
 from rfqueue.console import finite, run_command
 from rfqueue.control import clock, known_entry, pause_worker, resume_worker
@@ -227,18 +228,6 @@ def resume(obj: Context, worker: str) -> None:
     click.echo(outcome.message)
 
 
-@cli.command()
-@click.argument("worker")
-@click.pass_obj
-def forget(obj: Context, worker: str) -> None:
-    """Remove WORKER, which must not be up, from the table (a retired host)."""
-    change = obj.table.forget(worker)
-    _known(obj, worker, change)
-    if change.status == "state":
-        raise click.BadParameter(f"{worker} is up; stop it first", param_hint="'WORKER'")
-    click.echo(f"forgot {worker}")
-
-
 def _known(obj: Context, worker: str, change: Change) -> Entry:
     with refusals():
         return known_entry(obj.table, worker, change)
@@ -270,6 +259,7 @@ def chaos(obj: Context, dry_run: bool, probability: float | None, seed: int | No
 
 
 cli.add_command(drain)
+cli.add_command(forget)
 cli.add_command(check)
 cli.add_command(demo)
 cli.add_command(metrics)

@@ -32,6 +32,8 @@ class Budget:
     pool_min_up: Mapping[str, int] = field(default_factory=dict)
     #: the pool of entries with no known pools (from before pools): the default queue
     default_pool: str = "celery"
+    #: down workers silent this long have departed and count nowhere (None: all count)
+    departed_after: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, default_pool: str = "celery") -> Budget:
@@ -42,7 +44,16 @@ class Budget:
             pool_max_paused(settings.pool_max_paused),
             pool_min_up(settings.pool_min_up),
             default_pool,
+            settings.departed_silence,
         )
+
+    def present(self, entries: Iterable[Entry], now: float) -> list[Entry]:
+        """The entries the budget counts: all but the departed."""
+        return [e for e in entries if not e.departed(now, self.departed_after)]
+
+    def departed_arg(self) -> str:
+        """pause.lua's ARGV[11]: the silence after which a down worker counts nowhere."""
+        return "" if self.departed_after is None else repr(float(self.departed_after))
 
     def allows(self, not_up: int, total: int) -> bool:
         """Whether one more pause fits while ``not_up`` of ``total`` workers are out.
@@ -81,7 +92,7 @@ class Budget:
         ``out``: workers to count as not up besides the table's (a dry run's plan).
         The same rule as ``pool_budget_allows`` in the scripts.
         """
-        everyone, planned = list(entries), set(out)
+        everyone, planned = self.present(entries, now), set(out)
         for pool in pools_or_default(entry.pools, self.default_pool):
             members = [e for e in everyone if pool in pools_or_default(e.pools, self.default_pool)]
             not_up = sum(

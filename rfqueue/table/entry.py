@@ -79,6 +79,10 @@ class Entry:
         """Whether its last heartbeat is older than ``heartbeat_timeout``: it may be dead."""
         return self.heartbeat is not None and now - self.heartbeat > heartbeat_timeout
 
+    def departed(self, now: float, after: float | None) -> bool:
+        """Down and silent for longer than ``after``: it left (outside budgets, never a target)."""
+        return after is not None and self.state is State.DOWN and self.silent(now, after)
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with plain strings for the enums."""
         data = asdict(self)

@@ -232,6 +232,7 @@ class FailureTable:
         budget_arg = budget.as_arg() if budget else ""
         min_up = budget.min_up if budget else 0
         pools_arg = budget.pools_arg() if budget else ""
+        departed_arg = budget.departed_arg() if budget else ""
         return self._change(
             "pause",
             worker,
@@ -242,6 +243,7 @@ class FailureTable:
             min_up,
             repr(float(self.max_pause)),
             pools_arg,
+            departed_arg,
         )
 
     def drain(
@@ -290,9 +292,14 @@ class FailureTable:
         """
         return self._changes("reap", repr(heartbeat_timeout), repr(lease))
 
-    def forget(self, worker: str) -> Change:
-        """Remove a worker that is not up from the table."""
-        return self._change("forget", worker)
+    def forget(self, worker: str, force: bool = False, silent_for: float | None = None) -> Change:
+        """Remove a ``down`` worker from the table (status ``state`` when it is not down).
+
+        ``force``: whatever its state. ``silent_for``: only if it is down and has been silent
+        for that long (seconds), judged in the same step (the rescuers' automatic forget).
+        """
+        how = "force" if force else "" if silent_for is None else repr(float(silent_for))
+        return self._change("forget", worker, how)
 
     # -- reads ---------------------------------------------------------------------
 

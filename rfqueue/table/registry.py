@@ -38,6 +38,7 @@ def snapshot_for(settings: Settings) -> Snapshot:
                 FailureTable.from_settings(settings),
                 settings.refresh_interval,
                 settings.heartbeat_timeout,
+                settings.departed_silence,
             )
     return snapshot
 

@@ -49,15 +49,18 @@ class Snapshot:
         table: FailureTable,
         refresh_interval: float = 1.0,
         heartbeat_timeout: float | None = None,
+        departed_after: float | None = None,
     ) -> None:
         self.table = table
+        #: down workers silent longer have departed: no longer registered for ``spread``
+        self.departed_after = departed_after
         self.refresh_interval = refresh_interval
         #: a worker silent for longer is not routed to, before any tick marks it down
         self.heartbeat_timeout = heartbeat_timeout
         self.entries: dict[str, Entry] = {}
         #: queues of workers that are up, sorted by worker name
         self.up_queues: tuple[str, ...] = ()
-        #: queues of every registered worker, whatever its state
+        #: queues of every registered worker, whatever its state, but the departed
         self.all_queues: tuple[str, ...] = ()
         #: who serves which pool and task; a new object only when that changed
         self.pools = PoolIndex()
@@ -218,8 +221,10 @@ class Snapshot:
         # Silence is judged as of the last full read: between reads (a Redis outage,
         # say) beats are not fresher, so they must not age either.
         self.up_queues = tuple(e.queue for e in ordered if self._routable(e, self._read_at))
-        self.all_queues = tuple(e.queue for e in ordered)
-        pools = PoolIndex.build(ordered, lambda e: self._routable(e, self._read_at), self.task_sets)
+        # The departed (down and silent for long) stay in the table, but count nowhere.
+        present = [e for e in ordered if not e.departed(self._read_at, self.departed_after)]
+        self.all_queues = tuple(e.queue for e in present)
+        pools = PoolIndex.build(present, lambda e: self._routable(e, self._read_at), self.task_sets)
         if pools != self.pools:  # the same object while nothing changed: routers keep caches
             self.pools = pools
         pending = [e.until for e in ordered if e.state in _ENDING and e.until and e.until > now]

@@ -20,12 +20,11 @@ view of the table; on any Redis or broker error it skips the round and tries aga
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import redis
@@ -33,21 +32,18 @@ import redis
 from rfqueue.brokers import Broker
 from rfqueue.brokers.base import Chooser
 from rfqueue.log import RateLimitedWarning
-from rfqueue.routing.policies import Policy, create_policy
+from rfqueue.routing.policies import create_policy
 from rfqueue.routing.routed import RoutedCounts
 from rfqueue.settings import Settings
 from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.pools import PoolIndex
 from rfqueue.table.snapshot import Snapshot
+from rfqueue.worker.choosers import QueueChooser, policy_chooser
+from rfqueue.worker.departed import Departures
 from rfqueue.worker.rescue_stats import RescueStats
 
 logger = logging.getLogger(__name__)
 
-#: picks one of the given up queues for a rescued message
-QueueChooser = Callable[[Sequence[str]], str]
-
-#: the task name policies see for a rescued message (its real name is not decoded)
-RESCUE_TASK_NAME = "rfqueue.worker.rescue"
 
 #: how long one process may hold a queue's rescue lock (seconds)
 LOCK_TIMEOUT = 10.0
@@ -62,6 +58,7 @@ class RescueReport:
     moved: Counter[tuple[str, str]] = field(default_factory=Counter)
     restored: Counter[str] = field(default_factory=Counter)
     cleared: list[Entry] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
 
 
 class Rescuer:
@@ -76,8 +73,11 @@ class Rescuer:
         interval: float = 0.5,
         stats: RescueStats | None = None,
         default_pool: str = "celery",
+        departures: Departures | None = None,
     ) -> None:
         self.snapshot = snapshot
+        #: the departed: looked at now and then, forgotten when nothing is left (None: never)
+        self.departures = departures
         #: where rounds are counted and latencies observed for the exporter (None: nowhere)
         self.stats = stats
         self.table = snapshot.table
@@ -156,7 +156,15 @@ class Rescuer:
         # Judge silence as of the read the heartbeats came from: beats in the copy are
         # never fresher than that, so against the wall clock live workers would age.
         now = self.snapshot.read_at
-        out = [e for e in self.snapshot.entries.values() if e.queue not in up]
+        departures, looking = (
+            self.departures,
+            self.departures is not None and self.departures.look_now(),
+        )
+        out = [
+            e
+            for e in self.snapshot.entries.values()
+            if e.queue not in up and not (departures and departures.skipped(e, now, looking))
+        ]
         dead = frozenset(e.queue for e in out if self._dead(e, now))
         choose = self._chooser()
         if dead and self._restore_due(dead):
@@ -168,11 +176,23 @@ class Rescuer:
                 depth -= self._move(entry.queue, choose, depth, report)
             if depth <= 0 and _left_up(entry, now):
                 report.cleared.append(entry)  # its episode ends: nothing of it waits
+        if departures is not None and looking:
+            restore = lambda queues: self.broker.restore_unacked(queues, choose).total()  # noqa: E731
+            report.forgotten = departures.forget_gone(out, now, depths, restore)
         _log(report)
         if self.stats is not None:
             self.stats.record_counts(report.moved, report.restored)
             self.stats.record_cleared(report.cleared)
         return report
+
+    def evacuate(self, queue: str, restore: bool) -> int:
+        """Move ``queue``'s waiting messages (and, with ``restore``, those delivered but
+        unacknowledged) to up workers now; how many are left, which nobody up can take."""
+        choose = self._chooser()
+        if restore:
+            self.broker.restore_unacked({queue}, choose)
+        self.broker.move(queue, choose)
+        return self.broker.depths([queue]).get(queue, 0)
 
     def _chooser(self) -> Chooser:
         """Targets inside a message's pool among up workers that have its task, by policy.
@@ -261,27 +281,11 @@ def start_rescuer(
         settings.rescue_interval,
         RescueStats(snapshot.table.client, snapshot.table.keys, started=snapshot.table.now()),
         default_pool,
+        Departures(snapshot.table, settings.departed_silence, settings.forget_after),
     )
     rescuer.reclaim(own_queue)
     rescuer.start()
     return rescuer
-
-
-def policy_chooser(policy: Policy) -> QueueChooser:
-    """Choose rescue targets with the router's policy; round robin if it cannot choose.
-
-    A rescued message is not decoded, so the policy sees no task name or arguments
-    (a ``hash`` policy, say, cannot keep affinity for it).
-    """
-    turn = itertools.count()
-
-    def choose(queues: Sequence[str]) -> str:
-        try:
-            return policy.choose(queues, RESCUE_TASK_NAME, (), {}, {})
-        except Exception:  # a policy that needs the task: spread evenly instead
-            return queues[next(turn) % len(queues)]
-
-    return choose
 
 
 def _left_up(entry: Entry, now: float) -> bool:

@@ -3,6 +3,8 @@
 -- ARGV[7] budget: '' for none, else max paused as 'count:N' or 'fraction:F',
 -- ARGV[8] min up, ARGV[9] max pause (seconds). A budgeted pause checks the blast radius
 -- in this same atomic step; every pause ends by the server's clock, within max pause.
+-- ARGV[11] the silence after which a down worker has departed ('': never): departed
+-- workers count nowhere in the budget.
 local name, seconds, reason, note = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local budget, min_up, max_pause = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 if note == '' then note = NULL end
@@ -14,8 +16,9 @@ if not (seconds and seconds > 0 and seconds <= max_pause) then return reply('dur
 local pause_until = NOW + seconds
 if budget ~= '' then
   if effective(e) ~= 'up' then return reply('state', e) end
+  local entries = present_entries(tonumber(ARGV[11] or ''))
   local total, not_up = 0, 0
-  for _, other in ipairs(all_entries()) do
+  for _, other in ipairs(entries) do
     total = total + 1
     if effective(other) ~= 'up' then not_up = not_up + 1 end
   end
@@ -26,7 +29,7 @@ if budget ~= '' then
     return reply('budget', e)
   end
   -- ARGV[10] the budget inside each pool (see pool_budget_allows), checked in this same step.
-  if not pool_budget_allows(e, all_entries(), ARGV[10], budget, min_up) then
+  if not pool_budget_allows(e, entries, ARGV[10], budget, min_up) then
     return reply('budget', e)
   end
 end

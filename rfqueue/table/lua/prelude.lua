@@ -251,6 +251,20 @@ local function last_beat(name)
   return math.max(beat, since)
 end
 
+-- Down and silent for longer than ``after`` (seconds; nil: never): it has left the fleet.
+local function departed(e, after)
+  return after ~= nil and e.state == 'down' and NOW - last_beat(e.worker) > after
+end
+
+-- Every entry but the departed: those the budget counts.
+local function present_entries(after)
+  local out = {}
+  for _, e in ipairs(all_entries()) do
+    if not departed(e, after) then out[#out + 1] = e end
+  end
+  return out
+end
+
 -- Task outcomes (outlier ejection) ------------------------------------------------------
 -- One JSON record per worker in OUTCOMES: ok and fail since ``start``, prev_ok and
 -- prev_fail of the interval before, the streak of failures, ejections in a row and when

@@ -195,6 +195,17 @@ class TestChanges:
         assert (result.exit_code, result.output) == (0, f"forgot {W3}\n")
         assert sorted(fleet.entries()) == [W1, W2]
 
+    def test_forget_a_paused_worker_only_with_force(self, fleet: FailureTable) -> None:
+        fleet.pause(W3, 60, Reason.MANUAL)
+        refused = run("forget", W3)
+        assert refused.exit_code == 2
+        assert f"{W3} is paused; stop or drain it first, or use --force" in refused.output
+        assert W3 in fleet.entries()
+        forced = run("forget", "--force", W3)
+        assert (forced.exit_code, forced.output) == (0, f"forgot {W3}\n")
+        assert W3 not in fleet.entries()
+        assert fleet.events(1)[0].reason == "force"
+
     def test_forget_a_malformed_entry(self, fleet: FailureTable) -> None:
         fleet.client.hset(fleet.keys.workers, "junk@h", "{oops")
         assert run("forget", "junk@h").exit_code == 0
@@ -236,6 +247,7 @@ BAD_INPUT: list[tuple[list[str], dict[str, str], str]] = [
     (["resume", "nobody@h"], {}, "'WORKER'"),
     (["forget", "nobody@h"], {}, "'WORKER'"),
     (["forget", W1], {}, "'WORKER'"),
+    (["forget", "--force"], {}, "'WORKER'"),
     (["--redis-url", "not-a-url", "status"], {}, "'--redis-url'"),
     (["--redis-url", "redis://:s3cret@h:port/0", "pause", W1, "--for", "5"], {}, "'--redis-url'"),
     (["status"], {"RFQUEUE_POLICY": "bogus"}, "rfqueue_policy"),

@@ -660,11 +660,25 @@ class TestForget:
         assert actions(table)[-1] == (W1, "forget", "manual")
         assert channel.messages() == [{"worker": W1, "forgotten": True}]
 
-    def test_forget_a_paused_worker(self, table: FailureTable) -> None:
+    def test_a_paused_worker_only_by_force(self, table: FailureTable) -> None:
         register(table, W1)
         table.pause(W1, 60, Reason.MANUAL)
-        assert table.forget(W1).status == "ok"
+        assert table.forget(W1).status == "state"  # it still runs: it would beat back in
+        assert table.forget(W1, force=True).status == "ok"
         assert table.entries() == {}
+        assert actions(table)[-1] == (W1, "forget", "force")
+
+    def test_the_automatic_forget_checks_the_silence_in_the_same_step(
+        self, table: FailureTable, clock: Any
+    ) -> None:
+        register(table, W1, W2)
+        table.mark_down(W1, Reason.SHUTDOWN)
+        beat_while(table, clock, 30, W2)  # the fleet beats on; w1 stays silent
+        assert table.forget(W1, silent_for=60).status == "state"  # not silent long enough
+        assert table.forget(W2, silent_for=10).status == "state"  # up: never
+        beat_while(table, clock, 31, W2)
+        assert table.forget(W1, silent_for=60).status == "ok"
+        assert actions(table)[-1] == (W1, "forget", "departed")
 
     @pytest.mark.parametrize("expired_pause", [False, True])
     def test_refuses_an_up_worker(

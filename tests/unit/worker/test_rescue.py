@@ -8,23 +8,22 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import fakeredis
 import pytest
 
 from rfqueue.brokers.redis import RedisBroker
 from rfqueue.routing.policies import Policy, PolicyError
-from rfqueue.routing.policies.round_robin import RoundRobinPolicy
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason, State
 from rfqueue.table.snapshot import Snapshot
-from rfqueue.worker.rescue import RESCUE_TASK_NAME, Rescuer, policy_chooser
+from rfqueue.worker.choosers import RESCUE_TASK_NAME, policy_chooser
+from rfqueue.worker.rescue import Rescuer
 from tests.unit.conftest import FakeClock, beat_while
-from tests.unit.kombu_fakes import Broker, kombu_broker
+from tests.unit.kombu_fakes import Broker
 
 W1, W2, W3, W4 = "w1@h", "w2@h", "w3@h", "w4@h"
 TIMEOUT = 5.0
@@ -77,17 +76,6 @@ class World:
     def unacked_queues(self) -> Counter[str]:
         """How many unacknowledged messages kombu holds, per queue they came from."""
         return Counter(json.loads(raw)[2] for raw in self.client.hvals("unacked"))
-
-
-@pytest.fixture
-def world(
-    server: fakeredis.FakeServer, client: fakeredis.FakeRedis, table: FailureTable, clock: FakeClock
-) -> Iterator[World]:
-    snapshot = Snapshot(table, refresh_interval=0.5, heartbeat_timeout=TIMEOUT)
-    choose = policy_chooser(RoundRobinPolicy(Settings()))
-    rescuer = Rescuer(snapshot, RedisBroker(client), choose, heartbeat_timeout=TIMEOUT)
-    with kombu_broker(server) as broker:
-        yield World(table, clock, snapshot, rescuer, broker, client)
 
 
 def stranded_fleet(world: World) -> None:

@@ -15,7 +15,8 @@ from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason
 from rfqueue.table.snapshot import Snapshot
-from rfqueue.worker.rescue import Rescuer, policy_chooser
+from rfqueue.worker.choosers import policy_chooser
+from rfqueue.worker.rescue import Rescuer
 from rfqueue.worker.rescue_stats import RescueStats
 from tests.unit.conftest import NAMESPACE, FakeClock
 

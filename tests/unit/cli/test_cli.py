@@ -320,3 +320,12 @@ def test_status_shows_notes_with_brackets(fleet: FailureTable) -> None:
     result = run("status")
     assert result.exit_code == 0
     assert "see [/] ticket [bold]42" in result.output
+
+
+def test_status_shows_an_ejection_with_why(fleet: FailureTable) -> None:
+    note = "5 failures in a row; its pool's others 0 of 20"
+    fleet.pause(W1, 30, Reason.OUTLIER, note=note)
+    lines = run("status").output.splitlines()
+    (row,) = [line for line in lines if line.startswith("│ w1@h")]
+    assert "paused" in row and "outlier" in row and "in 30.0s" in row
+    assert any(" pause " in line and f"outlier ({note})" in line for line in lines)

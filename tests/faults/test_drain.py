@@ -181,3 +181,59 @@ def test_drain_wait_returns_after_the_running_task_and_nothing_new_reaches_it(
     # When it is resumed, its probe says ready again
     assert rfqueue_cli(redis_server, "resume", w1).returncode == 0
     wait_for(lambda: rfqueue_cli(redis_server, "check", w1).returncode == 0, 10, what="w1 ready")
+
+
+def test_a_remote_shutdown_drains_too(
+    fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
+):
+    from workers.tasks import record
+
+    # Given w1 running a 4 s task (no signal: `celery control shutdown` is a broadcast)
+    w1 = busy_w1(fleet, redis_server, redis_client, app, long=1, sleep=4.0)
+    worker = fleet.workers["w1"]
+
+    # When it is told to shut down by remote control, and 10 quick tasks follow
+    app.control.shutdown(destination=[w1])
+    wait_for(lambda: state_of(redis_server, w1)[0] == "draining", 5, what="w1 draining")
+    for seq in range(10):
+        record.apply_async(kwargs={"seq": seq, "sent": time.time()})
+
+    # Then they run elsewhere, its task completes, and it exits down
+    lines = wait_for_seqs(redis_client, set(range(10)) | {1000}, 30)
+    assert worker.proc.wait(30) == 0
+    assert state_of(redis_server, w1) == ("down", "shutdown")
+    assert [x["seq"] for x in lines if x["worker"] == w1] == [1000]
+    scenario_line(
+        "drain on remote shutdown",
+        11,
+        len({x["seq"] for x in lines}),
+        len(lines) - len({x["seq"] for x in lines}),
+        "celery control shutdown to w1 running a 4 s task; 10 tasks sent after ran elsewhere",
+    )
+
+
+def test_a_cold_shutdown_leaves_at_once_and_its_task_runs_elsewhere(
+    fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
+):
+    # Given w1 running a 4 s task
+    w1 = busy_w1(fleet, redis_server, redis_client, app, long=1, sleep=4.0)
+    worker = fleet.workers["w1"]
+    wait_for(lambda: mid_task(redis_client, w1), 10, interval=0.02, what="w1 mid-task")
+
+    # When its main process gets SIGQUIT (a cold shutdown: running tasks are cut short)
+    os.kill(worker.pid, signal.SIGQUIT)
+    quit_at = time.monotonic()
+    worker.proc.wait(30)
+
+    # Then it leaves the table as down (shutdown), and its task runs again elsewhere
+    assert state_of(redis_server, w1) == ("down", "shutdown")
+    lines = wait_for_seqs(redis_client, {1000}, 30)
+    elsewhere = time.monotonic() - quit_at
+    assert [x["worker"] for x in lines] != [w1]
+    scenario_line(
+        "cold shutdown",
+        1,
+        len({x["seq"] for x in lines}),
+        len(lines) - 1,
+        f"SIGQUIT to w1 mid-task; its 4 s task done elsewhere {elsewhere:.1f} s after the signal",
+    )

@@ -16,6 +16,7 @@ from celery import bootsteps, signals
 
 from rfqueue.brokers import broker_for
 from rfqueue.keys import Keys
+from rfqueue.routing.destination import worker_queue
 from rfqueue.settings import Settings
 from rfqueue.table.registry import snapshot_for
 from rfqueue.worker.enforcer import Enforcer
@@ -31,12 +32,18 @@ def add_dedicated_queue(instance: Any, settings: Settings) -> str:
     the first read: also in a worker that sends no ``celeryd_after_setup``
     (``celery.contrib.testing``'s ``start_worker``, pytest's ``celery_worker``).
     """
-    queues = instance.app.amqp.queues
+    app = instance.app
+    queues = app.amqp.queues
     name = settings.queue_for(instance.hostname)
     # Freeze the selection: without it a worker consumes *every* queue its app knows,
     # including other workers' queues that routing in this process has declared.
-    queues.select(list(queues.consume_from))
-    queues.select_add(name)
+    pools = list(queues.consume_from)
+    queues.select(pools)
+    # Declared as producers declare it (rfqueue.routing.destination): the arguments of
+    # the pool it stands in for (x-max-priority...), else RabbitMQ refuses one of them.
+    # A worker of several pools takes its first pool's: give them the same arguments.
+    pool = pools[0] if pools else str(app.conf.task_default_queue or "celery")
+    queues.select_add(worker_queue(app, name, pool))
     queues.select_add(Keys(settings.namespace).control_queue)
     return name
 

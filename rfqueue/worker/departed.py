@@ -40,9 +40,13 @@ class Departures:
         self._next_look = now + self.departed_after / 2
         return True
 
+    def gone(self, entry: Entry, now: float) -> bool:
+        """Departed: down and silent for longer than ``departed_after``."""
+        return entry.departed(now, self.departed_after)
+
     def skipped(self, entry: Entry, now: float, looking: bool) -> bool:
         """A departed worker this round leaves alone."""
-        return not looking and entry.departed(now, self.departed_after)
+        return not looking and self.gone(entry, now)
 
     def forget_gone(
         self, entries: Iterable[Entry], now: float, depths: Mapping[str, int], restore: Restore
@@ -54,10 +58,10 @@ class Departures:
         """
         forgotten = []
         for entry in entries:
-            if not entry.departed(now, self.forget_after) or depths.get(entry.queue, 0):
+            if not entry.departed(now, self.forget_after):
                 continue
-            if restore({entry.queue}):
-                continue
+            if restore({entry.queue}) or depths.get(entry.queue, 0):
+                continue  # moved this round: forgotten on the next look, if nothing is left
             if self.table.forget(entry.worker, silent_for=self.forget_after).changed:
                 logger.info("rfqueue: forgot %s, silent for %.0f s with nothing left",
                             entry.worker, now - (entry.heartbeat or now))  # fmt: skip

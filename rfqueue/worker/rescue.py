@@ -10,7 +10,9 @@ the failure table and at least every ``rescue_interval`` seconds, and then:
    lock per queue, so one process does each move; each move is safe on its own);
 3. for every worker that died without a clean stop (silent, or down for want of a
    heartbeat), puts its unacknowledged messages back at once, to up workers, instead
-   of after kombu's visibility timeout (on Redis; RabbitMQ does this itself).
+   of after kombu's visibility timeout (on Redis; RabbitMQ does this itself);
+4. now and then, looks at the departed (down and silent for long) and forgets those
+   that have nothing left (:mod:`~rfqueue.worker.departed`).
 
 The broker calls go through :class:`~rfqueue.brokers.Broker` (Redis or RabbitMQ). With
 no worker up, nothing moves: messages stay where they are. It acts only on a fresh
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -76,8 +79,8 @@ class Rescuer:
         departures: Departures | None = None,
     ) -> None:
         self.snapshot = snapshot
-        #: the departed: looked at now and then, forgotten when nothing is left (None: never)
-        self.departures = departures
+        #: the departed: looked at now and then, forgotten when nothing is left (default: never)
+        self.departures = departures or Departures(snapshot.table, math.inf, math.inf)
         #: where rounds are counted and latencies observed for the exporter (None: nowhere)
         self.stats = stats
         self.table = snapshot.table
@@ -156,16 +159,17 @@ class Rescuer:
         # Judge silence as of the read the heartbeats came from: beats in the copy are
         # never fresher than that, so against the wall clock live workers would age.
         now = self.snapshot.read_at
-        departures, looking = (
-            self.departures,
-            self.departures is not None and self.departures.look_now(),
-        )
+        looking = self.departures.look_now()
         out = [
             e
             for e in self.snapshot.entries.values()
-            if e.queue not in up and not (departures and departures.skipped(e, now, looking))
+            if e.queue not in up and not self.departures.skipped(e, now, looking)
         ]
-        dead = frozenset(e.queue for e in out if self._dead(e, now))
+        # The departed's unacked tasks went back when they died (and go back before they
+        # are forgotten): they would only make the set, and so the scans, come and go.
+        dead = frozenset(
+            e.queue for e in out if self._dead(e, now) and not self.departures.gone(e, now)
+        )
         choose = self._chooser()
         if dead and self._restore_due(dead):
             report.restored = self.broker.restore_unacked(dead, choose)
@@ -176,9 +180,9 @@ class Rescuer:
                 depth -= self._move(entry.queue, choose, depth, report)
             if depth <= 0 and _left_up(entry, now):
                 report.cleared.append(entry)  # its episode ends: nothing of it waits
-        if departures is not None and looking:
+        if looking:
             restore = lambda queues: self.broker.restore_unacked(queues, choose).total()  # noqa: E731
-            report.forgotten = departures.forget_gone(out, now, depths, restore)
+            report.forgotten = self.departures.forget_gone(out, now, depths, restore)
         _log(report)
         if self.stats is not None:
             self.stats.record_counts(report.moved, report.restored)

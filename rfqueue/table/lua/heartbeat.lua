@@ -73,12 +73,19 @@ end
 -- A pool that fails alike (its database is down) is the tasks' fault: nobody goes.
 local function verdict(e, o)
   if not rules or not o or failures <= 0 or effective(e) ~= 'up' then return nil end
+  if (tonumber(o.calm_until) or 0) > NOW then return nil end
   local rate, why = own_rate(o)
   if not rate then return nil end
   local failed, total, room = peers_of(e)
   if total < (tonumber(rules.min_requests) or 1) or not room then return nil end
   local peers = failed / total
-  if rate - peers < (tonumber(rules.gap) or 1) then return nil end
+  if rate - peers < (tonumber(rules.gap) or 1) then
+    -- The pool fails alike: while it does, every beat of every worker would read the
+    -- whole fleet. Judge this worker again in a quarter of the window, not at each beat.
+    o.calm_until = NOW + interval / 4
+    save_outcomes(name, o)
+    return nil
+  end
   local base = tonumber(rules.base) or 30
   -- Ejections in a row: forgotten once it has done well for ten base ejection times.
   local before = o.ejections

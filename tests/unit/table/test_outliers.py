@@ -94,6 +94,23 @@ def test_when_the_whole_pool_fails_alike_nobody_is_ejected(fleet: FailureTable) 
     assert beat(fleet, W2, 0, 5, 14).eject is None
 
 
+def test_after_a_pool_failed_alike_a_worker_is_judged_again_a_little_later(
+    fleet: FailureTable, clock: FakeClock
+) -> None:
+    # Given the whole pool failing alike: nobody ejected
+    for worker in (W2, W3):
+        beat(fleet, worker, 0, 10, 10)
+    assert beat(fleet, W1, 0, 10, 10).eject is None
+    # When, a second later, the others recover (100 tasks each finish well)
+    clock.advance(1)
+    for worker in (W2, W3):
+        beat(fleet, worker, 100, 0)
+    # Then w1, still failing, is judged again only a quarter window (2.5 s) after its last look
+    assert beat(fleet, W1, 0, 5, 15).eject is None
+    clock.advance(2)
+    assert beat(fleet, W1, 0, 5, 20).eject is not None
+
+
 def test_peers_are_the_up_workers_of_its_pools(table: FailureTable) -> None:
     # Given w1 and w2 in celery, w3 in video: w3 does well, w2 fails as w1 does
     table.register(W1, q(W1), Service.of(["celery"], ["app.t"]))

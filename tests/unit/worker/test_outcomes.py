@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import pytest
 from celery import signals
 
+from rfqueue.settings import Settings
+from rfqueue.table import FailureTable, Reason, Snapshot, State
 from rfqueue.table.outliers import Outcomes
+from rfqueue.worker.enforcer import Enforcer
 from rfqueue.worker.outcomes import OutcomeCounter
 
 
@@ -50,3 +55,35 @@ def test_signals_of_a_forked_child_count_in_the_parent() -> None:
     finally:
         counter.disconnect()
     assert counter.peek() == Outcomes(successes=1, failures=2, streak=1)
+
+
+def enforcer_of(table: FailureTable, worker: str, **settings: Any) -> Enforcer:
+    enforcer = Enforcer(Settings(namespace="t", **settings), worker, Snapshot(table))
+    enforcer._write(lambda: table.register(worker, enforcer.queue))
+    return enforcer
+
+
+def test_a_worker_whose_beat_says_outlier_ejects_itself_inside_the_budget(
+    table: FailureTable,
+) -> None:
+    # Given three workers; w2 and w3 finished 20 tasks well, w1 failed its last five
+    w1, w2, w3 = (enforcer_of(table, w) for w in ("w1@h", "w2@h", "w3@h"))
+    for peer in (w2, w3):
+        for _ in range(10):
+            peer.outcomes.record(False)
+        peer._write(peer._beat)
+    for _ in range(5):
+        w1.outcomes.record(True)
+    # When w1 beats
+    w1._write(w1._beat)
+    # Then it is paused for the base ejection time, reason outlier, and the outcomes were sent
+    assert w1.entry is not None
+    assert (w1.entry.state, w1.entry.reason) == (State.PAUSED, Reason.OUTLIER)
+    assert w1.entry.until == pytest.approx(table.now() + 30, abs=1)
+    assert w1.outcomes.peek() == Outcomes(0, 0, 5)
+    # And w2, failing as well now, is not: a pool of three ejects one at most (and
+    # max_paused=1 is spent)
+    for _ in range(5):
+        w2.outcomes.record(True)
+    w2._write(w2._beat)
+    assert w2.entry is not None and w2.entry.state is State.UP

@@ -46,7 +46,7 @@ class Settings:
     #: each worker consumes ``queue_prefix + nodename``
     queue_prefix: str = "rfqueue."
     #: how the router picks among up workers: a policy name or a dotted path
-    policy: str = "round_robin"
+    policy: str = "pull"
     #: what the router does when no worker is up
     no_worker_up: NoWorkerUp = "spread"
     #: the queue used when ``no_worker_up`` is ``fallback``

@@ -28,6 +28,7 @@ BUILTIN_POLICIES: Mapping[str, str] = {
     "hash": "rfqueue.routing.policies.hash:HashPolicy",
     "least_loaded": "rfqueue.routing.policies.least_loaded:LeastLoadedPolicy",
     "p2c": "rfqueue.routing.policies.p2c:PowerOfTwoPolicy",
+    "pull": "rfqueue.routing.policies.pull:PullPolicy",
     "random": "rfqueue.routing.policies.random_choice:RandomPolicy",
     "round_robin": "rfqueue.routing.policies.round_robin:RoundRobinPolicy",
     "weighted": "rfqueue.routing.policies.weighted:WeightedPolicy",

@@ -74,8 +74,9 @@ class Broker:
     def check_login(self) -> None:
         """Raise :class:`BrokerRefused` if the broker refuses the URL's credentials."""
 
-    def consumer_started(self, consumer: Any) -> None:
-        """Called in a worker each time its consumer (re)connects to the broker."""
+    def consumer_started(self, consumer: Any, own_queue: str = "") -> None:
+        """Called in a worker each time its consumer (re)connects to the broker;
+        ``own_queue`` is the worker's dedicated queue."""
 
     def consumer_resumed(self, consumer: Any) -> None:
         """Called in a worker's event loop right after it consumes its own queue again."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import redis
 
 from rfqueue.brokers.base import Broker, Chooser
+from rfqueue.brokers.claim import claim_pool_deliveries
 from rfqueue.brokers.handoff import handoff
 from rfqueue.brokers.redis_layout import BrokerLayout
 from rfqueue.brokers.stranded import StrandedMessages
@@ -65,11 +66,14 @@ class RedisBroker(Broker):
         """kombu would restore them only after its visibility timeout (an hour by default)."""
         return self.messages.restore_unacked(queues, choose, held)
 
-    def consumer_started(self, consumer: Any) -> None:
-        """Guard the new channel's reads; push back what was held while Redis was away."""
+    def consumer_started(self, consumer: Any, own_queue: str = "") -> None:
+        """Guard the new channel's reads; record what it takes from a pool under
+        ``own_queue``; push back what was held while Redis was away."""
         channel = getattr(consumer.task_consumer, "channel", None)
         if channel is not None:
             handoff.wrap(channel)
+            if own_queue:
+                claim_pool_deliveries(channel, own_queue)
         if len(handoff):
             try:
                 handoff.put_back(self.client, self.layout)

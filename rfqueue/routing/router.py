@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 #: can be anything; a pool index change clears it anyway)
 MAX_CACHED = 10_000
 
+#: the eligible queues of a (pool, task), and whether they are all of the pool's up workers
+Eligible = tuple[tuple[str, ...], bool]
+
 #: seconds between two log lines about the same task name that no up worker has
 TELL_INTERVAL = 300.0
 
@@ -57,7 +60,7 @@ class Router:
         self._warn = RateLimitedWarning(logger)
         #: tasks this router sent to each queue; flushed to Redis by the snapshot's thread
         self.routed = RoutedCounts()
-        #: the policy's choose(), bound once per process by _start()
+        #: the policy's choose_in_pool(), bound once per process by _start()
         self._choose_queue: Callable[..., str]
         self._flushed_at = float("-inf")
         #: reports this process's snapshot age to the exporter (see routing.presence)
@@ -69,8 +72,9 @@ class Router:
         self._prefix = Settings.queue_prefix
         #: the last sending app and its routes after this router
         self._app_routes: tuple[Any, AppRoutes] | None = None
-        #: (pool, task name, up only) -> eligible queues, for one pool index
-        self._eligible_cache: tuple[PoolIndex | None, dict[tuple[str, str, bool], tuple[str, ...]]]
+        #: (pool, task name, up only) -> eligible queues and whether they are the whole
+        #: pool's up workers, for one pool index
+        self._eligible_cache: tuple[PoolIndex | None, dict[tuple[str, str, bool], Eligible]]
         self._eligible_cache = (None, {})
         #: task name -> when the router last said why it had no up worker for it
         self._told: dict[str, float] = {}
@@ -111,7 +115,7 @@ class Router:
         broker = broker_for(conf, settings.socket_timeout)
         policy.start(snapshot, self.routed, broker.depths if broker else None)
         # Read once per process: the hot path calls these without attribute lookups.
-        self._choose_queue = policy.choose
+        self._choose_queue = policy.choose_in_pool
         count_when_published()
         # Published last: the hot path takes this snapshot as "started".
         self._snapshot = snapshot
@@ -163,10 +167,10 @@ class Router:
             return route  # a worker's own queue, or exchange routing: not ours to route
         if not index.serves(pool, routes.default_queue):
             return route  # no registered worker consumes it: Celery sends it there
-        queues = self._eligible(index, pool, name, routes.default_queue, up=True)
+        queues, whole = self._eligible(index, pool, name, routes.default_queue, up=True)
         if not queues:
             return self._no_worker_up(routes, pool, name, args, kwargs, options, route)
-        return self._choose(routes, queues, pool, name, args, kwargs, options, route)
+        return self._choose(routes, queues, whole, pool, name, args, kwargs, options, route)
 
     def _routes_of(self, task: Any) -> AppRoutes:
         """The sending app's routes after this router, and its default queue (cached)."""
@@ -184,23 +188,26 @@ class Router:
 
     def _eligible(
         self, index: PoolIndex, pool: str, name: str, default: str, up: bool
-    ) -> tuple[str, ...]:
-        """The queues of ``pool``'s (up) workers that have ``name``, cached per pool index."""
+    ) -> Eligible:
+        """The queues of ``pool``'s (up) workers that have ``name``, cached per pool index,
+        and whether they are all of the pool's up workers (so the pool queue may take it)."""
         cached_index, cache = self._eligible_cache
         if cached_index is not index or len(cache) > MAX_CACHED:
             cache = {}
             self._eligible_cache = (index, cache)
         key = (pool, name, up)
-        queues = cache.get(key)
-        if queues is None:
+        eligible = cache.get(key)
+        if eligible is None:
             members = index.up_in(pool, default) if up else index.registered_in(pool, default)
-            queues = cache[key] = index.having(members, name)
-        return queues
+            queues = index.having(members, name)
+            eligible = cache[key] = (queues, up and bool(queues) and len(queues) == len(members))
+        return eligible
 
     def _choose(
         self,
         routes: AppRoutes,
         queues: Sequence[str],
+        whole: bool,
         pool: str,
         name: str,
         args: Sequence[Any],
@@ -209,7 +216,7 @@ class Router:
         route: Any,
     ) -> Any:
         try:
-            queue = self._choose_queue(queues, name, args, kwargs, options)
+            queue = self._choose_queue(pool, whole, queues, name, args, kwargs, options)
         except PolicyError:  # the task's own mistake (no hash key): the sender must hear of it
             raise
         except Exception as exc:  # a policy bug must not break apply_async
@@ -248,14 +255,14 @@ class Router:
                 "(rfqueue_no_worker_up=error)"
             )
         index = self.snapshot.pools
-        queues = self._eligible(index, pool, name, routes.default_queue, up=False)
+        queues, _ = self._eligible(index, pool, name, routes.default_queue, up=False)
         if not queues:
             self._tell(name, "no worker of pool %r has %s registered; left to Celery's route",
                        pool, name)  # fmt: skip
             return route
         self._tell(name, "no up worker of pool %r has %s registered; spread over its %d "
                    "registered workers that have it", pool, name, len(queues))  # fmt: skip
-        return self._choose(routes, queues, pool, name, args, kwargs, options, route)
+        return self._choose(routes, queues, False, pool, name, args, kwargs, options, route)
 
     def _tell(self, name: str, message: str, *args: object) -> None:
         """Log why ``name`` was not routed to an up worker, once per task name per interval."""

@@ -205,14 +205,16 @@ class Rescuer:
         queue's pool; one whose task cannot be read may go to any worker of its pool.
         """
         index, default, pick = self.snapshot.pools, self.default_pool, self.choose
-        eligible: dict[tuple[str, str], tuple[str, ...]] = {}
+        eligible: dict[tuple[str, str], tuple[tuple[str, ...], bool]] = {}
 
         def choose(task: str, pool: str) -> str | None:
-            queues = eligible.get((task, pool))
-            if queues is None:
+            known = eligible.get((task, pool))
+            if known is None:
                 members = index.up_in(pool or default, default)
-                queues = eligible[(task, pool)] = index.having(members, task) if task else members
-            return pick(queues) if queues else None
+                queues = index.having(members, task) if task else members
+                known = eligible[(task, pool)] = (queues, len(queues) == len(members))
+            queues, whole = known
+            return pick(queues, pool or default, whole) if queues else None
 
         return choose
 

@@ -104,7 +104,7 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if self.broker is not None:
             # First the handoff's put back, which drops the unacked record of a write that
             # landed as it timed out; the reclaim would otherwise restore that one too.
-            self.broker.consumer_started(c)
+            self.broker.consumer_started(c, self.enforcer.queue)
         if not self._started:
             self._start_rescue()
         elif self.rescuer is not None:  # a reconnect: Celery lost what it had not started

@@ -32,6 +32,11 @@ def mid_task(client: Any, worker: str) -> bool:
     return False
 
 
+def held_for(client: Any, seconds: float) -> int:
+    """How many delivered tasks have been held unacknowledged for at least ``seconds``."""
+    return len(client.zrangebyscore("unacked_index", "-inf", time.time() - seconds))
+
+
 def state_of(redis_server: RedisServer, worker: str) -> tuple[str, str | None]:
     status = json.loads(rfqueue_cli(redis_server, "status", "--json").stdout)
     row = {r["worker"]: r for r in status["workers"]}[worker]
@@ -97,3 +102,37 @@ def test_kill_9_twice_in_one_run_loses_nothing(
     logs = "".join(path.read_text() for path in fleet.workdir.glob("worker-*.log"))
     put_back = re.findall(r"rfqueue: (?:restored|took back) (\d+) unacked", logs)
     assert sum(map(int, put_back)) >= 2, put_back
+
+
+def test_kill_9_of_a_worker_mid_task_taken_from_the_pool_queue(
+    fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
+):
+    from workers.tasks import record
+
+    # Given two workers of the celery pool and the default policy (pull): tasks of 1.5 s
+    # wait in the pool's own queue, which both consume
+    for name in ("w1", "w2"):
+        fleet.start_worker(name, "--concurrency", "1")
+    for name in ("w1", "w2"):
+        fleet.wait_ready(name)
+    w1 = nodename("w1")
+    wait_until_routable(app, w1, nodename("w2"))
+    tasks = 6
+    for seq in range(tasks):
+        record.apply_async(kwargs={"seq": seq, "sent": time.time(), "sleep": 1.5})
+    assert redis_client.llen("celery") > 0 and redis_client.llen(f"rfqueue.{w1}") == 0
+
+    # When w1 is killed with SIGKILL while it runs a task it took from the pool queue
+    # (each worker holds one unacknowledged task at a time: prefetch 1, late acks)
+    wait_for(lambda: held_for(redis_client, 0.1) == 2, 30, interval=0.02, what="both mid-task")
+    fleet.workers.pop("w1").kill()
+
+    # Then every task completes exactly once, long before kombu's visibility timeout
+    lines = wait_for_seqs(redis_client, set(range(tasks)), 60)
+    runs = Counter(line["seq"] for line in lines)
+    scenario_line("kill -9 (pull)", tasks, len(runs), sum(n > 1 for n in runs.values()),
+                  "SIGKILL of w1 mid-task, the task taken from the pool queue")  # fmt: skip
+    assert runs == {seq: 1 for seq in range(tasks)}
+    # And the survivor put w1's unacked task back (to the pool queue)
+    logs = fleet.workdir.joinpath("worker-w2.log").read_text()
+    assert re.search(r"rfqueue: restored 1 unacked tasks of a dead worker to celery", logs), logs

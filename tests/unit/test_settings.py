@@ -21,7 +21,7 @@ class TestDefaults:
     def test_values(self) -> None:
         s = Settings()
         assert s.redis_url == DEFAULT_REDIS_URL
-        assert (s.namespace, s.queue_prefix, s.policy) == ("rfqueue", "rfqueue.", "round_robin")
+        assert (s.namespace, s.queue_prefix, s.policy) == ("rfqueue", "rfqueue.", "pull")
         assert (s.no_worker_up, s.fallback_queue) == ("spread", "")
         assert (s.heartbeat_interval, s.heartbeat_timeout, s.max_pause) == (1.0, 5.0, 3600.0)
         assert (s.chaos_enabled, s.chaos_probability, s.chaos_k) == (False, 0.5, 1)

@@ -1,6 +1,7 @@
 """Routing policies: how the router picks one queue among the queues of up workers.
 
-A policy is one class: :meth:`Policy.choose` picks a queue for each task; two hooks
+A policy is one class: :meth:`Policy.choose` picks a queue for each task
+(:meth:`Policy.choose_in_pool` may send it to its pool's shared queue instead); two hooks
 that do nothing by default let a policy check its settings when they are built
 (:meth:`Policy.check`) and keep what it reads in each process (:meth:`Policy.start`).
 Each policy lives in its own module and is named in :data:`BUILTIN` (kept with the
@@ -71,6 +72,24 @@ class Policy:
     ) -> str:
         """Return one of ``queues`` (never empty) for the task ``task_name``."""
         raise NotImplementedError
+
+    def choose_in_pool(
+        self,
+        pool: str,
+        whole: bool,
+        queues: Sequence[str],
+        task_name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+    ) -> str:
+        """The queue for a task of ``pool``: by default :meth:`choose` among ``queues``.
+
+        ``whole`` is true when ``queues`` are every up worker of ``pool`` (so each of
+        them has the task): then the pool's own queue, which exactly those workers
+        consume, is a safe answer too (the ``pull`` policy gives it).
+        """
+        return self.choose(queues, task_name, args, kwargs, options)
 
 
 def policy_class(name: str) -> type[Policy]:

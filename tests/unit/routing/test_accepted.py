@@ -27,7 +27,9 @@ def router(
         table.register(queue.removeprefix("rfqueue."), queue)
     app = Celery("counted", broker="memory://", set_as_current=False)
     app.conf.update(task_serializer="json", accept_content=["json"])
-    router = Router(app, Settings(redis_url="redis://fake:6379/0", namespace="t"))
+    # round robin: counts per worker queue (pull would count the pool's)
+    settings = Settings(redis_url="redis://fake:6379/0", namespace="t", policy="round_robin")
+    router = Router(app, settings)
     app.conf.task_routes = [router]
     yield router
     stop(router.snapshot)

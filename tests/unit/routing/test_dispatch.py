@@ -56,6 +56,7 @@ def broker(monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeServer) -> Ite
 def make_app(**rfqueue: Any) -> Any:
     app = Celery("t", broker="redis://fake-broker:6379/0", set_as_current=False)
     app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
+    rfqueue.setdefault("policy", "round_robin")  # tests name the worker each task goes to
     settings = Settings(redis_url="redis://fake:6379/0", namespace="t", **rfqueue)
     app.conf.task_routes = [Router(app, settings=settings)]
 

@@ -27,7 +27,10 @@ def records(client: Any) -> dict[str, dict[str, float]]:
 def test_the_snapshot_hook_reports_the_last_full_read(table: FailureTable, client: Any) -> None:
     # Given a router that has routed a task (its snapshot is started and read)
     table.register("w1@h", "rfqueue.w1@h")
-    settings = Settings(redis_url="redis://fake:6379/0", namespace=NAMESPACE, refresh_interval=2)
+    settings = Settings(
+        redis_url="redis://fake:6379/0", namespace=NAMESPACE, refresh_interval=2,
+        policy="round_robin",  # counts per worker queue
+    )
     router = Router(settings=settings)
     assert router("t.add", (), {}, {})["queue"].name == "rfqueue.w1@h"
     router.snapshot.refresh()

@@ -124,7 +124,11 @@ class TestRouterFlush:
         # Counts follow what Celery publishes: an app on kombu's in-memory transport
         app = Celery("flush", broker="memory://", set_as_current=False)
         router = Router(
-            app, Settings(redis_url="redis://fake:6379/0", namespace="t", refresh_interval=30)
+            app,
+            Settings(
+                redis_url="redis://fake:6379/0", namespace="t", refresh_interval=30,
+                policy="round_robin",  # counts per worker queue
+            ),
         )
         app.conf.task_routes = [router]
         yield router

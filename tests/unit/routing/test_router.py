@@ -31,7 +31,9 @@ def q(worker: str) -> str:
 
 
 def make_settings(**changes: Any) -> Settings:
-    return Settings(redis_url=URL, namespace="t", **changes)
+    """Round robin unless told: these tests name which worker's queue each task takes
+    (the default ``pull`` is tested in tests/unit/routing/policies/test_pull.py)."""
+    return Settings(redis_url=URL, namespace="t", **{"policy": "round_robin", **changes})
 
 
 def call(router: Router, name: str = "tasks.add") -> dict[str, str] | None:

@@ -40,10 +40,16 @@ def fleet(table: FailureTable, clock: Any) -> FailureTable:
     return table
 
 
+def pools_settings(**changes: Any) -> Settings:
+    """Round robin unless told: these tests name which worker of a pool takes each task
+    (with the default ``pull`` the pool's own queue takes it: see policies/test_pull.py)."""
+    return Settings(redis_url=URL, namespace="t", **{"policy": "round_robin", **changes})
+
+
 def make_app(**settings: Any) -> Celery:
     """As install() orders them: Unpin, the router, then the user's own routes."""
     app = Celery("rfq-pools", broker="memory://", set_as_current=False)
-    router = Router(app, settings=Settings(redis_url=URL, namespace="t", **settings))
+    router = Router(app, settings=pools_settings(**settings))
     app.conf.task_routes = [Unpin("rfqueue."), router, USER_ROUTES]
     return app
 
@@ -127,7 +133,7 @@ class TestPools:
 
     def test_the_later_routes_other_keys_are_kept(self, fleet: FailureTable) -> None:
         app = Celery("rfq-pools", broker="memory://", set_as_current=False)
-        settings = Settings(redis_url=URL, namespace="t")
+        settings = pools_settings()
         app.conf.task_routes = [Router(app, settings=settings), {"app.v": {"queue": "video",
                                 "priority": 7, "routing_key": "video"}}]  # fmt: skip
         options = route(app, "app.v")
@@ -142,13 +148,13 @@ class TestPools:
             return {"queue": "nobody"}
 
         app = Celery("rfq-pools", broker="memory://", set_as_current=False)
-        app.conf.task_routes = [Router(app, settings=Settings(redis_url=URL, namespace="t")), mine]
+        app.conf.task_routes = [Router(app, settings=pools_settings()), mine]
         assert route(app, "app.plain")["queue"].name == "nobody"
         assert asked == ["app.plain"]
 
 
 #: a router a test app names by dotted path, as users write ``"rfqueue.router.route"``
-DOTTED = Router(settings=Settings(redis_url=URL, namespace="t"))
+DOTTED = Router(settings=pools_settings())
 
 
 def test_as_a_dotted_path_the_routes_after_it_are_asked(fleet: FailureTable) -> None:
@@ -168,7 +174,7 @@ def test_as_a_dotted_path_the_routes_after_it_are_asked(fleet: FailureTable) -> 
 
 def test_a_dedicated_queue_is_left_alone_by_the_router(fleet: FailureTable) -> None:
     app = Celery("rfq-alone", broker="memory://", set_as_current=False)
-    app.conf.task_routes = [Router(app, settings=Settings(redis_url=URL, namespace="t"))]
+    app.conf.task_routes = [Router(app, settings=pools_settings())]
     assert route(app, "app.plain", queue=q(V1))["queue"].name == q(V1)
 
 
@@ -249,7 +255,7 @@ def test_a_pre_4_router_after_it_is_asked_as_celery_asks_it(fleet: FailureTable)
 
     app = Celery("rfq-old", broker="memory://", set_as_current=False)
     app.conf.task_routes = [
-        Router(app, settings=Settings(redis_url=URL, namespace="t")),
+        Router(app, settings=pools_settings()),
         OldStyle(),
     ]
     assert queues(app, "app.v", n=4) == {q(V1): 2, q(V2): 2}

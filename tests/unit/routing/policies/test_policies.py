@@ -32,6 +32,7 @@ class TestLookup:
             "hash",
             "least_loaded",
             "p2c",
+            "pull",
             "random",
             "round_robin",
             "weighted",
@@ -70,7 +71,7 @@ class TestLookup:
             (
                 "bogus",
                 "unknown policy 'bogus'; choose one of "
-                "hash, least_loaded, p2c, random, round_robin, weighted",
+                "hash, least_loaded, p2c, pull, random, round_robin, weighted",
             ),
             ("", "unknown policy"),
             ("no_such_module_xyz:Policy", "cannot import policy"),

@@ -54,11 +54,13 @@ def budget_families(
 ) -> Iterator[Metric]:
     from prometheus_client.core import GaugeMetricFamily
 
-    chaos = sum(_chaos_paused(e, now) for e in entries.values())
+    budget = Budget.from_settings(settings, default_pool)
+    present = budget.present(entries.values(), now)  # as pause.lua: the departed count nowhere
+    chaos = sum(_chaos_paused(e, now) for e in present)
     yield GaugeMetricFamily(
         "rfqueue_budget_max_paused",
         "Most workers chaos may hold paused or down (max_paused for this fleet size)",
-        value=max_paused_now(settings, len(entries)),
+        value=max_paused_now(settings, len(present)),
     )
     yield GaugeMetricFamily(
         "rfqueue_budget_min_up",
@@ -68,9 +70,7 @@ def budget_families(
     yield GaugeMetricFamily(
         "rfqueue_chaos_paused", "Workers paused by the chaos job right now", value=chaos
     )
-    yield from pool_budget_families(
-        Budget.from_settings(settings, default_pool), entries.values(), now
-    )
+    yield from pool_budget_families(budget, present, now)
 
 
 def pool_budget_families(budget: Budget, entries: Iterable[Entry], now: float) -> Iterator[Metric]:

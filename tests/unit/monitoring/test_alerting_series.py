@@ -67,6 +67,19 @@ def test_the_budget_and_the_chaos_pauses_are_exposed(fleet, client):
     assert samples[("rfqueue_chaos_paused", ())] == 1
 
 
+def test_the_budget_leaves_the_departed_out_as_pause_lua_does(fleet, client, clock):
+    # Given w3 down and silent for 60 s (departed after 50 s) while w1 and w2 beat
+    fleet.mark_down(W3, Reason.HEARTBEAT)
+    for _ in range(60):
+        clock.advance(1)
+        fleet.heartbeat(W1, q(W1))
+        fleet.heartbeat(W2, q(W2))
+    _, samples = scrape(TableCollector(settings(max_paused=0.67, departed_after=50), fleet))
+    # Then two thirds of the two present workers (1), not of three (2)
+    assert samples[("rfqueue_budget_max_paused", ())] == 1
+    assert series(samples, "rfqueue_pool_budget_max_paused") == {(("pool", "celery"),): 1}
+
+
 def test_workers_without_pools_count_in_the_default_queues_pool(fleet, client):
     fleet.pause(W3, 60, Reason.CHAOS)
     _, samples = scrape(TableCollector(settings(), fleet))

@@ -15,37 +15,13 @@ from typing import Any
 from celery import bootsteps, signals
 
 from rfqueue.brokers import broker_for
-from rfqueue.keys import Keys
-from rfqueue.routing.destination import worker_queue
 from rfqueue.settings import Settings
 from rfqueue.table.registry import snapshot_for
 from rfqueue.worker.enforcer import Enforcer
+from rfqueue.worker.queues import consume, own_queues
 from rfqueue.worker.rescue import Rescuer, start_rescuer
 
 logger = logging.getLogger(__name__)
-
-
-def add_dedicated_queue(instance: Any, settings: Settings) -> str:
-    """Make the starting worker consume its own queue and rfqueue's control queue.
-
-    Runs when the consumer's bootsteps are made, after Celery applied ``-Q`` and before
-    the first read: also in a worker that sends no ``celeryd_after_setup``
-    (``celery.contrib.testing``'s ``start_worker``, pytest's ``celery_worker``).
-    """
-    app = instance.app
-    queues = app.amqp.queues
-    name = settings.queue_for(instance.hostname)
-    # Freeze the selection: without it a worker consumes *every* queue its app knows,
-    # including other workers' queues that routing in this process has declared.
-    pools = list(queues.consume_from)
-    queues.select(pools)
-    # Declared as producers declare it (rfqueue.routing.destination): the arguments of
-    # the pool it stands in for (x-max-priority...), else RabbitMQ refuses one of them.
-    # A worker of several pools takes its first pool's: give them the same arguments.
-    pool = pools[0] if pools else str(app.conf.task_default_queue or "celery")
-    queues.select_add(worker_queue(app, name, pool))
-    queues.select_add(Keys(settings.namespace).control_queue)
-    return name
 
 
 def is_test_worker(controller: Any) -> bool:
@@ -77,7 +53,8 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
         self.settings = Settings.load(c.app.conf)
-        add_dedicated_queue(c, self.settings)
+        #: its dedicated queue and the control queue (see rfqueue.worker.queues)
+        self.own_queues = own_queues(c.app, self.settings, c.hostname)
         #: a test worker (celery.contrib.testing) leaves no entry behind when it stops
         self.forget_at_exit = is_test_worker(c.controller)
         #: the pool of messages that carry none: the app's default queue
@@ -100,6 +77,10 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         )
 
     def start(self, c: Any) -> None:
+        # Before the first read (and again after a reconnect, which builds a new consumer)
+        for queue in self.own_queues:
+            consume(c, queue)
+        self.enforcer.declared = {queue.name: queue for queue in self.own_queues}
         self.enforcer.attach(c)
         if self.broker is not None:
             # First the handoff's put back, which drops the unacked record of a write that

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint typecheck unit integration faults install clean bench
+.PHONY: demo test lint typecheck unit integration faults install clean bench celery-suite
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ demo: $(DEMO_STAMP)
 bench: $(STAMP)
 	$(BIN)/rfqueue bench --doc docs/benchmarks.md
 
+# Celery's own integration suite, with and without rfqueue (fetched from the installed
+# Celery's sdist; about an hour on 2 cores, not part of `make test`): docs/testing.md.
+celery-suite: $(STAMP)
+	$(BIN)/python scripts/celery_suite/run.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check rfqueue workers tests benchmarks deploy
+	$(BIN)/ruff check rfqueue workers tests benchmarks deploy scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -67,7 +67,7 @@ class Enforcer:
         self._leaving = threading.Event()
         self._drain_written = False
         #: this worker's task outcomes, sent with each beat and judged by the table
-        self.outcomes = OutcomeCounter()
+        self.outcomes = OutcomeCounter(nodename)
         self._rules = OutlierRules.from_settings(settings, default_pool)
         #: an ejection is a pause inside the same blast-radius budget as chaos
         self._budget = Budget.from_settings(settings, default_pool)

@@ -24,7 +24,9 @@ SUCCESSES, FAILURES, STREAK = 0, 1, 2
 class OutcomeCounter:
     """Successes, failures and the failures in a row, shared by a worker and its pool."""
 
-    def __init__(self) -> None:
+    def __init__(self, nodename: str | None = None) -> None:
+        #: the worker whose tasks count; None: every task this process runs
+        self.nodename = nodename
         # fork, the pool's start method here, shares these pages with every child
         self._lock = multiprocessing.Lock()
         self._counts = multiprocessing.RawArray("q", 3)
@@ -64,14 +66,22 @@ class OutcomeCounter:
         signals.task_failure.disconnect(self._on_failure)
 
     def _on_success(self, sender: Any = None, **_: Any) -> None:
-        if not _own(sender):
+        if self._is_mine(sender):
             self.record(False)
 
     def _on_failure(self, sender: Any = None, **_: Any) -> None:
-        if not _own(sender):
+        if self._is_mine(sender):
             self.record(True)
 
+    def _is_mine(self, task: Any) -> bool:
+        """A task of this worker (several can share a process in tests), not rfqueue's own.
 
-def _own(task: Any) -> bool:
-    """rfqueue's own tasks (the chaos tick) say nothing about the worker's health."""
-    return str(getattr(task, "name", "")).startswith("rfqueue.")
+        rfqueue's own tasks (the chaos tick) say nothing about the worker's health. A
+        failure the main process reports (a time limit, a lost pool process) carries no
+        request: it is this process's worker's.
+        """
+        if str(getattr(task, "name", "")).startswith("rfqueue."):
+            return False
+        request = getattr(task, "request", None)
+        hostname = getattr(request, "hostname", None)
+        return self.nodename is None or hostname is None or hostname == self.nodename

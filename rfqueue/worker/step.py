@@ -127,6 +127,7 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if self.rescuer is not None:
             self.rescuer.stop()
         self.enforcer.shutdown(forget=self.forget_at_exit)
+        self.enforcer.outcomes.disconnect()  # in-process test workers come and go
         if self.broker is not None:
             self.broker.close()
 

@@ -57,6 +57,27 @@ def test_signals_of_a_forked_child_count_in_the_parent() -> None:
     assert counter.peek() == Outcomes(successes=1, failures=2, streak=1)
 
 
+class Running(Task):
+    """A task as its signals see it while a worker runs it: with its request's hostname."""
+
+    def __init__(self, name: str, hostname: str | None) -> None:
+        super().__init__(name)
+        self.request = type("Request", (), {"hostname": hostname})()
+
+
+def test_only_this_workers_tasks_count_when_workers_share_a_process() -> None:
+    counter = OutcomeCounter("w1@h")
+    counter.connect()
+    try:
+        signals.task_success.send(sender=Running("app.t", "w1@h"), result=1)
+        signals.task_success.send(sender=Running("app.t", "w2@h"), result=1)
+        # a time limit or a lost pool process, reported by the main process: no request
+        signals.task_failure.send(sender=Running("app.t", None), task_id="1")
+    finally:
+        counter.disconnect()
+    assert counter.peek() == Outcomes(successes=1, failures=1, streak=1)
+
+
 def enforcer_of(table: FailureTable, worker: str, **settings: Any) -> Enforcer:
     enforcer = Enforcer(Settings(namespace="t", **settings), worker, Snapshot(table))
     enforcer._write(lambda: table.register(worker, enforcer.queue))

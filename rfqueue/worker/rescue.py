@@ -125,7 +125,7 @@ class Rescuer:
                 # %s with the type: redis-py 8's repr hides the reason
                 self._warn("rfqueue: rescue round skipped: %s: %s", type(exc).__name__, exc)
 
-    def reclaim(self, own_queue: str, held: Collection[str] = ()) -> None:
+    def reclaim(self, own_queue: str, held: Collection[str] = (), leaving: bool = False) -> None:
         """Take back this worker's unacknowledged messages that nobody here works on.
 
         Called when the consumer (re)starts, before its loop delivers anything. After
@@ -133,15 +133,19 @@ class Rescuer:
         are there (the worker was never silent long enough to be called dead). After a
         lost broker connection, Celery drops what it had received but not started,
         and the acks kombu would need to put them back could not reach Redis. ``held``
-        are the delivery tags of tasks still running: they stay.
+        are the delivery tags of tasks still running: they stay. ``leaving``: the
+        worker is shutting down and will start none of them: they go to up workers
+        now, not when its long tasks are done and kombu restores them at its exit.
         """
+        choose = self._chooser() if leaving else lambda *_: own_queue
         try:
-            taken = self.broker.restore_unacked({own_queue}, lambda *_: own_queue, held)
+            taken = self.broker.restore_unacked({own_queue}, choose, held)
         except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
             logger.warning("rfqueue: could not take back unacked tasks: %s", exc)
             return
         if taken:
-            logger.info("rfqueue: took back %d unacked tasks of %s", taken.total(), own_queue)
+            what = "handed back" if leaving else "took back"
+            logger.info("rfqueue: %s %d unacked tasks of %s", what, taken.total(), own_queue)
 
     # -- one round -----------------------------------------------------------------
 

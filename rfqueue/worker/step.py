@@ -36,8 +36,23 @@ def running_delivery_tags() -> set[str]:
     """Delivery tags of the tasks this worker's pool is running now."""
     from celery.worker.state import active_requests
 
+    return _tags(tuple(active_requests))
+
+
+def started_delivery_tags() -> set[str]:
+    """Delivery tags of what the pool runs or will run: the running tasks, and those
+    already handed to it (Celery keeps the pool's answer as ``_apply_result``). The
+    others (waiting for a free process, or for their ETA) a stopping worker never starts.
+    """
+    from celery.worker.state import active_requests, reserved_requests
+
+    handed = [r for r in tuple(reserved_requests) if getattr(r, "_apply_result", None)]
+    return _tags([*tuple(active_requests), *handed])
+
+
+def _tags(requests: Any) -> set[str]:
     tags = set()
-    for request in tuple(active_requests):
+    for request in requests:
         tag = getattr(getattr(request, "message", None), "delivery_tag", None)
         if isinstance(tag, str):
             tags.add(tag)
@@ -118,6 +133,9 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         """
         if c.blueprint is not None and c.blueprint.state in (bootsteps.CLOSE, bootsteps.TERMINATE):
             self.enforcer.begin_drain()
+            # The event loop has stopped: what it took but did not start goes elsewhere now.
+            if self.rescuer is not None:
+                self.rescuer.reclaim(self.enforcer.queue, started_delivery_tags(), leaving=True)
 
     def terminate(self, c: Any) -> None:
         """A cold shutdown: drain as well (the worker marks itself down when it is gone)."""

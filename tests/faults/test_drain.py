@@ -13,11 +13,15 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
+from rfqueue.table import FailureTable
+from rfqueue.table.entry import Reason
 from tests.faults.conftest import scenario_line
-from tests.faults.test_crash import mid_task, state_of
+from tests.faults.test_crash import mid_task
 from tests.faults.test_rescue import _up
 from tests.integration.conftest import nodename, rfqueue_cli, wait_for_seqs
 from tests.integration.test_routing import wait_until_routable
@@ -32,6 +36,36 @@ def unacked_of(client: Any, worker: str) -> int:
     return sum(json.loads(raw)[2] == queue for raw in client.hgetall("unacked").values())
 
 
+def state_in(client: Any, worker: str) -> tuple[str, str | None]:
+    """``worker``'s state and reason, read in-process (a CLI call takes seconds on a busy box)."""
+    entry = FailureTable(client, "rfqueue").entries()[worker]
+    return entry.state.value, entry.reason.value if entry.reason else None
+
+
+def start_three(fleet: Fleet, app: Any, w1_processes: int) -> str:
+    """w1 (``w1_processes`` pool processes), w2 and w3 (one each), all routable."""
+    fleet.start_worker("w1", "--concurrency", str(w1_processes))
+    for name in ("w2", "w3"):
+        fleet.start_worker(name, "--concurrency", "1")
+    for name in ("w1", "w2", "w3"):
+        fleet.wait_ready(name)
+    wait_until_routable(app, *(nodename(n) for n in ("w1", "w2", "w3")))
+    return nodename("w1")
+
+
+@contextmanager
+def only_w1(redis_client: Any, app: Any) -> Iterator[None]:
+    """Inside, w2 and w3 are paused (in-process: quick), so what is sent goes to w1."""
+    table, others = FailureTable(redis_client, "rfqueue"), (nodename("w2"), nodename("w3"))
+    for other in others:
+        assert table.pause(other, 60, Reason.MANUAL).changed
+    wait_for(lambda: _up(app) == (f"rfqueue.{nodename('w1')}",), 5, what="only w1 routable")
+    yield
+    for other in others:
+        assert table.resume(other).changed
+    wait_until_routable(app, nodename("w1"), *others)
+
+
 def busy_w1(
     fleet: Fleet,
     redis_server: RedisServer,
@@ -43,23 +77,11 @@ def busy_w1(
     """w1 (``long`` pool processes) running ``long`` tasks of ``sleep`` s; w2, w3 up and idle."""
     from workers.tasks import record
 
-    fleet.start_worker("w1", "--concurrency", str(long))
-    for name in ("w2", "w3"):
-        fleet.start_worker(name, "--concurrency", "1")
-    for name in ("w1", "w2", "w3"):
-        fleet.wait_ready(name)
-    w1, w2, w3 = (nodename(n) for n in ("w1", "w2", "w3"))
-    wait_until_routable(app, w1, w2, w3)
-    # The long tasks go to w1: the others are paused while they are sent
-    for other in (w2, w3):
-        assert rfqueue_cli(redis_server, "pause", other, "--for", "60").returncode == 0
-    wait_for(lambda: _up(app) == (f"rfqueue.{w1}",), 5, what="only w1 routable")
-    for seq in range(long):
-        record.apply_async(kwargs={"seq": 1000 + seq, "sent": time.time(), "sleep": sleep})
-    wait_for(lambda: unacked_of(redis_client, w1) == long, 10, interval=0.05, what="w1 busy")
-    for other in (w2, w3):
-        assert rfqueue_cli(redis_server, "resume", other).returncode == 0
-    wait_until_routable(app, w1, w2, w3)
+    w1 = start_three(fleet, app, long)
+    with only_w1(redis_client, app):
+        for seq in range(long):
+            record.apply_async(kwargs={"seq": 1000 + seq, "sent": time.time(), "sleep": sleep})
+        wait_for(lambda: unacked_of(redis_client, w1) == long, 10, interval=0.05, what="w1 busy")
     return w1
 
 
@@ -85,12 +107,12 @@ def test_sigterm_drains_a_busy_worker_at_once(
     assert not [x for x in quick if x["worker"] == w1], quick
     assert last < 2.0, f"the last quick task was done {last:.2f} s after the SIGTERM"
     # And w1 is draining meanwhile: not up, still beating
-    assert state_of(redis_server, w1) == ("draining", "shutdown")
+    assert state_in(redis_client, w1) == ("draining", "shutdown")
 
     # Then the two long tasks complete on w1, which exits cleanly and is down
     lines = wait_for_seqs(redis_client, set(range(QUICK)) | {1000, 1001}, 30)
     assert worker.proc.wait(30) == 0
-    assert state_of(redis_server, w1) == ("down", "shutdown")
+    assert state_in(redis_client, w1) == ("down", "shutdown")
     runs = Counter(x["seq"] for x in lines)
     assert {x["worker"] for x in lines if x["seq"] >= 1000} == {w1}
     scenario_line(
@@ -112,7 +134,7 @@ def test_sigkill_during_a_drain_still_restores_its_tasks(
     worker = fleet.workers.pop("w1")
     wait_for(lambda: mid_task(redis_client, w1), 10, interval=0.02, what="w1 mid-task")
     os.kill(worker.pid, signal.SIGTERM)
-    wait_for(lambda: state_of(redis_server, w1)[0] == "draining", 5, what="w1 draining")
+    wait_for(lambda: state_in(redis_client, w1)[0] == "draining", 5, what="w1 draining")
 
     # When it is killed (SIGKILL, the whole process group) before its task ends
     worker.kill()
@@ -121,7 +143,7 @@ def test_sigkill_during_a_drain_still_restores_its_tasks(
     # Then the survivors mark it down for want of a heartbeat and run its task again
     lines = wait_for_seqs(redis_client, {1000}, 30)
     restored_after = time.monotonic() - killed
-    assert state_of(redis_server, w1) == ("down", "heartbeat")
+    assert state_in(redis_client, w1) == ("down", "heartbeat")
     assert [x["worker"] for x in lines] != [w1]
     scenario_line(
         "SIGKILL while draining",
@@ -151,7 +173,7 @@ def test_drain_wait_returns_after_the_running_task_and_nothing_new_reaches_it(
         target=lambda: answer.append(rfqueue_cli(redis_server, "drain", w1, "--wait"))
     )
     waiter.start()
-    wait_for(lambda: state_of(redis_server, w1)[0] == "draining", 5, what="w1 draining")
+    wait_for(lambda: state_in(redis_client, w1)[0] == "draining", 5, what="w1 draining")
     probe = rfqueue_cli(redis_server, "check", w1)
     for seq in range(20):
         record.apply_async(kwargs={"seq": seq, "sent": time.time()})
@@ -194,14 +216,14 @@ def test_a_remote_shutdown_drains_too(
 
     # When it is told to shut down by remote control, and 10 quick tasks follow
     app.control.shutdown(destination=[w1])
-    wait_for(lambda: state_of(redis_server, w1)[0] == "draining", 5, what="w1 draining")
+    wait_for(lambda: state_in(redis_client, w1)[0] == "draining", 5, what="w1 draining")
     for seq in range(10):
         record.apply_async(kwargs={"seq": seq, "sent": time.time()})
 
     # Then they run elsewhere, its task completes, and it exits down
     lines = wait_for_seqs(redis_client, set(range(10)) | {1000}, 30)
     assert worker.proc.wait(30) == 0
-    assert state_of(redis_server, w1) == ("down", "shutdown")
+    assert state_in(redis_client, w1) == ("down", "shutdown")
     assert [x["seq"] for x in lines if x["worker"] == w1] == [1000]
     scenario_line(
         "drain on remote shutdown",
@@ -226,7 +248,7 @@ def test_a_cold_shutdown_leaves_at_once_and_its_task_runs_elsewhere(
     worker.proc.wait(30)
 
     # Then it leaves the table as down (shutdown), and its task runs again elsewhere
-    assert state_of(redis_server, w1) == ("down", "shutdown")
+    assert state_in(redis_client, w1) == ("down", "shutdown")
     lines = wait_for_seqs(redis_client, {1000}, 30)
     elsewhere = time.monotonic() - quit_at
     assert [x["worker"] for x in lines] != [w1]
@@ -236,4 +258,37 @@ def test_a_cold_shutdown_leaves_at_once_and_its_task_runs_elsewhere(
         len({x["seq"] for x in lines}),
         len(lines) - 1,
         f"SIGQUIT to w1 mid-task; its 4 s task done elsewhere {elsewhere:.1f} s after the signal",
+    )
+
+
+def test_a_draining_worker_hands_back_what_it_will_not_start(
+    fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
+):
+    from workers.tasks import record
+
+    # Given w1 running a 15 s task, and holding a task due in 6 s (an ETA, in memory)
+    w1 = start_three(fleet, app, w1_processes=2)
+    with only_w1(redis_client, app):
+        record.apply_async(kwargs={"seq": 1000, "sent": time.time(), "sleep": 15.0})
+        record.apply_async(kwargs={"seq": 1, "sent": time.time()}, countdown=6)
+        wait_for(lambda: unacked_of(redis_client, w1) == 2, 10, interval=0.05, what="w1 holds it")
+
+    # When w1 gets SIGTERM before that task is due
+    os.kill(fleet.workers["w1"].pid, signal.SIGTERM)
+    signalled = time.time()
+
+    # Then the held task runs elsewhere when due, not after w1's long task and exit
+    lines = wait_for_seqs(redis_client, {1, 1000}, 40)
+    held = next(x for x in lines if x["seq"] == 1)
+    long_done = next(x["done"] for x in lines if x["seq"] == 1000)
+    assert held["sent"] + 6 > signalled, "the test was too slow: the task was due already"
+    assert held["worker"] != w1 and held["done"] < long_done, (held, long_done)
+    scenario_line(
+        "hand back on drain",
+        2,
+        len({x["seq"] for x in lines}),
+        len(lines) - 2,
+        f"SIGTERM to w1 running a 15 s task and holding a task due 6 s after it was sent; "
+        f"that one done elsewhere {held['done'] - held['sent']:.1f} s after it was sent, "
+        f"{long_done - held['done']:.1f} s before the long task ended",
     )

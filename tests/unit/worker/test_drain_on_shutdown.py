@@ -13,7 +13,7 @@ from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason, State
 from rfqueue.table.snapshot import Snapshot
 from rfqueue.worker.enforcer import Enforcer
-from rfqueue.worker.step import RfqueueStep
+from rfqueue.worker.step import RfqueueStep, started_delivery_tags
 from tests.unit.worker.test_step import QUEUE, W1, FakeConsumer
 
 
@@ -73,7 +73,27 @@ class StepStub:
 )
 def test_the_step_drains_when_the_consumer_stops_for_good(state: int, drains: bool) -> None:
     # A reconnect restarts the steps while the blueprint runs; a shutdown closes it first.
-    calls: list[str] = []
-    step = SimpleNamespace(enforcer=SimpleNamespace(begin_drain=lambda: calls.append("drain")))
+    calls: list[Any] = []
+    step = SimpleNamespace(
+        enforcer=SimpleNamespace(begin_drain=lambda: calls.append("drain"), queue=QUEUE),
+        rescuer=SimpleNamespace(reclaim=lambda *args, **kw: calls.append((args, kw))),
+    )
     RfqueueStep.stop(step, StepStub(state))  # type: ignore[arg-type]
-    assert calls == (["drain"] if drains else [])
+    # Then it drains, and hands what it took but will not start to up workers
+    handed_back = ((QUEUE, set()), {"leaving": True})
+    assert calls == (["drain", handed_back] if drains else [])
+
+
+def test_only_what_the_pool_never_got_is_handed_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.worker import state
+
+    def request(tag: str, handed: bool) -> SimpleNamespace:
+        answer = (lambda: "pool's result") if handed else None
+        return SimpleNamespace(message=SimpleNamespace(delivery_tag=tag), _apply_result=answer)
+
+    running, sent, waiting = request("run", True), request("sent", True), request("eta", False)
+    monkeypatch.setattr(state, "active_requests", [running])
+    monkeypatch.setattr(state, "reserved_requests", [running, sent, waiting])
+    # The running task and the one handed to the pool stay; the one waiting (an ETA, or
+    # for a free process) is not among them
+    assert started_delivery_tags() == {"run", "sent"}

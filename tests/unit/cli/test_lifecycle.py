@@ -12,9 +12,13 @@ from rfqueue.cli.lifecycle import CHECK_EXIT
 from rfqueue.control import RemoteControl
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason, State
+from tests.unit.cli import test_cli
 from tests.unit.cli.test_cli import W1, W2, W3, q, run
 
 pytestmark = pytest.mark.usefixtures("use_fake_redis")
+
+#: three up workers in the default namespace (test_cli's fixture)
+fleet = test_cli.fleet
 
 
 class FakeWorkers(RemoteControl):
@@ -47,14 +51,6 @@ def workers(monkeypatch: pytest.MonkeyPatch) -> FakeWorkers:
     monkeypatch.setattr(rfqueue.cli.Context, "control", lambda self: fake)
     monkeypatch.setattr("rfqueue.cli.lifecycle.POLL", 0.01)
     return fake
-
-
-@pytest.fixture
-def fleet(client: Any) -> FailureTable:
-    table = FailureTable(client, "rfqueue")
-    for worker in (W1, W2, W3):
-        table.register(worker, q(worker))
-    return table
 
 
 class TestDrain:

@@ -86,7 +86,7 @@ class Settings:
     chaos_min_duration: float = 10.0
     #: longest chaos pause (seconds)
     chaos_max_duration: float = 60.0
-    #: most workers paused or down at once: a count, or a fraction (0 < f < 1) of the fleet
+    #: most workers out at once (paused, draining or down): a count, or a fraction of the fleet
     max_paused: int | float = 1
     #: fewest workers that must stay up
     min_up: int = 1

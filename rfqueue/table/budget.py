@@ -19,7 +19,7 @@ from rfqueue.validation import pool_max_paused, pool_min_up
 
 @dataclass(frozen=True)
 class Budget:
-    """How many workers may be paused or down at once, and how many must stay up.
+    """How many workers may be paused, draining or down at once, and how many must stay up.
 
     ``max_paused`` is a count when it is an ``int`` and a fraction of the registered
     fleet when it is a ``float`` below 1.

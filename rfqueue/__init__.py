@@ -22,13 +22,14 @@ configurations (``task_routes = ["rfqueue.router.route"]``).
 """
 
 from rfqueue.app import install, recommended_config
-from rfqueue.routing.dispatch import dispatch_many
+from rfqueue.routing.dispatch import DispatchError, dispatch_many
 from rfqueue.routing.router import NoWorkerUp, Router
 from rfqueue.settings import Settings, SettingsError
 from rfqueue.table import Budget, Entry, FailureTable, Reason, State
 
 __all__ = [
     "Budget",
+    "DispatchError",
     "Entry",
     "FailureTable",
     "NoWorkerUp",

@@ -34,20 +34,29 @@ def expect(counts: RoutedCounts, queue: str) -> None:
     _expected.counts, _expected.queue = counts, queue
 
 
-def count_published(
-    sender: Any = None, exchange: str | None = None, routing_key: str | None = None, **_: Any
-) -> None:
-    """``after_task_publish``: count the task under the queue it was published to, if the
-    router of this thread chose that queue for it (Celery sends a direct queue's messages
-    through the default exchange, or through the queue's own)."""
+def take(exchange: Any, routing_key: str | None) -> tuple[RoutedCounts, str] | None:
+    """This thread's note, spent; None unless its route sent the message where it goes
+    (Celery sends a direct queue's messages through the default exchange, or the queue's own)."""
     expected = _expected
     counts = expected.counts
     if counts is None:
-        return
+        return None
     expected.counts = None
     queue = expected.queue
-    if routing_key == queue and exchange in ("", queue, None):
-        counts.add(queue)
+    name = getattr(exchange, "name", exchange)
+    if routing_key == queue and name in ("", queue, None):
+        return counts, queue
+    return None
+
+
+def count_published(
+    sender: Any = None, exchange: Any = None, routing_key: str | None = None, **_: Any
+) -> None:
+    """``after_task_publish``: count the task under the queue it was published to, if the
+    router of this thread chose that queue for it."""
+    noted = take(exchange, routing_key)
+    if noted is not None:
+        noted[0].add(noted[1])
 
 
 def count_when_published() -> None:

@@ -52,10 +52,11 @@ class RoutedCounts:
         with self._lock:
             self._threads.append((threading.current_thread(), counts))
 
-    def add(self, queue: str) -> None:
-        """Count one task routed to ``queue`` (no lock, no I/O)."""
+    def add(self, queue: str, n: int = 1) -> None:
+        """Count ``n`` tasks routed to ``queue`` (no lock, no I/O); a batch that did not
+        go out takes back its own with a negative ``n``."""
         counts = self.local.counts
-        counts[queue] = counts.get(queue, 0) + 1
+        counts[queue] = counts.get(queue, 0) + n
 
     def count(self, queue: str) -> int:
         """Tasks routed to ``queue`` so far."""

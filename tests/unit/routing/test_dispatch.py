@@ -14,10 +14,12 @@ from typing import Any
 import fakeredis
 import kombu.transport.redis
 import pytest
-from celery import Celery
+from celery import Celery, signals
+from celery._state import _task_stack
+from kombu.exceptions import EncodeError
 
 from rfqueue.brokers.redis_layout import queue_lists
-from rfqueue.routing.dispatch import dispatch_many
+from rfqueue.routing.dispatch import DispatchError, dispatch_many
 from rfqueue.routing.policies import PolicyError
 from rfqueue.routing.router import Router
 from rfqueue.settings import Settings
@@ -53,8 +55,8 @@ def broker(monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeServer) -> Ite
     yield BrokerClient.calls
 
 
-def make_app(**rfqueue: Any) -> Any:
-    app = Celery("t", broker="redis://fake-broker:6379/0", set_as_current=False)
+def make_app(app_class: type[Celery] = Celery, **rfqueue: Any) -> Any:
+    app = app_class("t", broker="redis://fake-broker:6379/0", set_as_current=False)
     app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
     rfqueue.setdefault("policy", "round_robin")  # tests name the worker each task goes to
     settings = Settings(redis_url="redis://fake:6379/0", namespace="t", **rfqueue)
@@ -246,3 +248,138 @@ def test_apply_async_carries_the_pool_header_too(app: Any, client: fakeredis.Fak
     message = by_id(client)[result.id]
     assert message["headers"]["rfqueue-pool"] == "celery"
     assert message["properties"]["delivery_info"]["routing_key"] in (QA, QB, QC)
+
+
+def take_n(n: int) -> None:
+    """A task body for the subclass tests."""
+
+
+class TestAllOrNothing:
+    """Issue 15 item 2: a batch is published whole or not at all, and says what went out."""
+
+    def test_one_item_that_cannot_be_encoded_publishes_nothing(
+        self, app: Any, client: fakeredis.FakeRedis
+    ) -> None:
+        # Given 1,499 good items and one that JSON cannot encode, at the end
+        published: list[str] = []
+
+        def note(sender: Any = None, **_: Any) -> None:
+            published.append(sender)
+
+        signals.after_task_publish.connect(note, weak=False)
+        items: list[Any] = [(n,) for n in range(1499)] + [(object(),)]
+        try:
+            # When it is dispatched, Then it fails, and nothing at all went out
+            with pytest.raises(EncodeError):
+                dispatch_many(app.tasks["app.work"], items)
+        finally:
+            signals.after_task_publish.disconnect(note)
+        assert client.llen(QA) + client.llen(QB) + client.llen(QC) == 0
+        assert published == []
+        assert +app.conf.task_routes[0].routed.totals() == {}
+
+    def test_after_task_publish_fires_once_the_message_is_in_redis(
+        self, app: Any, client: fakeredis.FakeRedis
+    ) -> None:
+        seen: list[bool] = []
+
+        def check(sender: Any = None, routing_key: str = "", body: Any = None, **_: Any) -> None:
+            seen.append(client.llen(routing_key) > 0)
+
+        signals.after_task_publish.connect(check, weak=False)
+        try:
+            dispatch_many(app.tasks["app.work"], [(n,) for n in range(30)])
+        finally:
+            signals.after_task_publish.disconnect(check)
+        assert seen == [True] * 30
+
+    def test_a_failed_write_says_which_ids_were_published(
+        self, app: Any, client: fakeredis.FakeRedis
+    ) -> None:
+        # Given three declared queues (kombu declares once per connection), then one
+        # worker's queue that Redis cannot push to (a key of another type)
+        dispatch_many(app.tasks["app.work"], [(n,) for n in range(3)])
+        client.delete(QA, QB, QC)
+        client.set(QB, "not a list")
+        # When a batch is dispatched, Then the error carries the ids that did go out
+        with pytest.raises(DispatchError, match="20 of 30 published") as raised:
+            dispatch_many(app.tasks["app.work"], [(n,) for n in range(30)])
+        error = raised.value
+        client.delete(QB)
+        sent = by_id(client)
+        assert set(error.published) == set(sent) and len(sent) == 20
+        assert len(error.unpublished) == 10 and not set(error.unpublished) & set(sent)
+        assert +app.conf.task_routes[0].routed.totals() == {QA: 11, QB: 1, QC: 11}
+
+    def test_the_parent_s_priority_is_inherited_when_celery_says_so(
+        self, app: Any, client: fakeredis.FakeRedis
+    ) -> None:
+        # Given a batch sent from inside a task that was delivered with priority 5
+        app.conf.task_inherit_parent_priority = True
+        parent = app.tasks["app.work"]
+        parent.push_request(id="p-1", root_id="r-1", delivery_info={"priority": 5},
+                            called_directly=False)  # fmt: skip
+        _task_stack.push(parent)
+        try:
+            ids = dispatch_many(app.tasks["app.work"], [(1,), (2,)])
+            single = app.tasks["app.work"].apply_async((3,)).id
+        finally:
+            _task_stack.pop()
+            parent.pop_request()
+        # Then each message has the parent's priority, as apply_async's has
+        sent = by_id(client)
+        assert [sent[i]["properties"]["priority"] for i in [*ids, single]] == [5, 5, 5]
+        assert {sent[i]["headers"]["parent_id"] for i in ids} == {"p-1"}
+
+    def test_retry_declare_and_producer_are_accepted(self, app: Any, client: Any) -> None:
+        task = app.tasks["app.work"]
+        with app.producer_or_acquire() as producer:
+            ids = dispatch_many(task, [(1,), (2,)], retry=True, declare=[], producer=producer)
+        ids += dispatch_many(task, [(3,)], retry=False, retry_policy={"max_retries": 1})
+        assert set(ids) <= set(by_id(client))
+
+    def test_an_overridden_apply_async_is_used_for_every_item(
+        self, app: Any, client: fakeredis.FakeRedis
+    ) -> None:
+        class Tagged(app.Task):  # type: ignore[name-defined,misc]
+            def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+                options["headers"] = {**(options.get("headers") or {}), "tenant": "t9"}
+                return super().apply_async(args, kwargs, **options)
+
+        tagged = app.task(name="app.tagged", base=Tagged, shared=False)(take_n)
+        ids = dispatch_many(tagged, [(1,), (2,)])
+        assert [by_id(client)[i]["headers"]["tenant"] for i in ids] == ["t9", "t9"]
+
+    def test_an_overridden_send_task_is_used_for_every_item(
+        self, broker: Counter[str], use_fake_redis: None, table: FailureTable,
+        client: fakeredis.FakeRedis, stop: Callable[..., None],
+    ) -> None:  # fmt: skip
+        table.register("a@h", QA)
+        sent: list[str] = []
+
+        class Locking(Celery):
+            def send_task(self, name: str, *args: Any, **kwargs: Any) -> Any:
+                sent.append(name)
+                return super().send_task(name, *args, **kwargs)
+
+        app = make_app(app_class=Locking)
+        try:
+            ids = dispatch_many(app.tasks["app.work"], [(1,), (2,)])
+        finally:
+            stop(app.conf.task_routes[0].snapshot)
+        assert sent == ["app.work", "app.work"] and set(ids) <= set(by_id(client))
+
+    def test_an_override_that_fails_midway_says_what_was_published(
+        self, app: Any, client: fakeredis.FakeRedis
+    ) -> None:
+        class Flaky(app.Task):  # type: ignore[name-defined,misc]
+            def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+                if args == (3,):
+                    raise RuntimeError("lock not taken")
+                return super().apply_async(args, kwargs, **options)
+
+        flaky = app.task(name="app.flaky", base=Flaky, shared=False)(take_n)
+        with pytest.raises(DispatchError, match="2 of 5") as raised:
+            dispatch_many(flaky, [(1,), (2,), (3,), (4,), (5,)])
+        assert list(raised.value.published) == list(by_id(client))
+        assert isinstance(raised.value.__cause__, RuntimeError)

@@ -3,13 +3,17 @@ paused worker, and the routed counts reach Redis."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
 
 import pytest
+from celery import Celery
+from kombu.exceptions import EncodeError
 
-from rfqueue import dispatch_many
+import rfqueue
+from rfqueue import DispatchError, dispatch_many
 from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from rfqueue.keys import Keys
 from rfqueue.routing.router import Router
@@ -66,3 +70,46 @@ def test_every_task_runs_once_shared_out_and_never_on_a_paused_worker(
         return all(in_redis.get(q, 0) >= n for q, n in routed.items())
 
     wait_for(flushed, 10, what="routed counts in Redis")
+
+
+def test_a_batch_lands_whole_or_says_what_landed_on_a_real_redis(
+    redis_client: Any, redis_server: RedisServer
+) -> None:
+    # Given a producer app and two registered workers (processes not needed: nothing runs)
+    producer = Celery("batch", broker=redis_server.url, set_as_current=False)
+    producer.conf.update(rfqueue.recommended_config(redis_server.url), task_ignore_result=True)
+    rfqueue.install(producer, policy="round_robin")
+    task = producer.task(name="workers.tasks.record", shared=False)(never_run)
+    router = rfqueue_router(producer)
+    queues = [f"rfqueue.{w}" for w in ("x1@h", "x2@h")]
+
+    def fresh() -> None:  # beat, so that the short test heartbeat timeout never bites
+        for queue in queues:
+            router.snapshot.table.heartbeat(queue.removeprefix("rfqueue."), queue)
+        assert router.snapshot.refresh() and set(queues) <= set(router.snapshot.up_queues)
+
+    for queue in queues:
+        router.snapshot.table.register(queue.removeprefix("rfqueue."), queue)
+    fresh()
+
+    # When a batch holds one item JSON cannot encode, Then nothing at all lands
+    with pytest.raises(EncodeError):
+        dispatch_many(task, [(n,) for n in range(99)] + [(object(),)])
+    assert sum(redis_client.llen(q) for q in queues) == 0
+
+    # When Redis refuses one queue inside the transaction (a key of another type; the
+    # queues were declared by an earlier batch), Then the other lands and the error says so
+    fresh()
+    dispatch_many(task, [(0,), (1,)])
+    redis_client.delete(*queues)
+    redis_client.set(queues[1], "not a list")
+    fresh()
+    with pytest.raises(DispatchError, match="5 of 10 published") as raised:
+        dispatch_many(task, [(n,) for n in range(10)])
+    landed = [json.loads(raw)["headers"]["id"] for raw in redis_client.lrange(queues[0], 0, -1)]
+    assert sorted(raised.value.published) == sorted(landed) and len(landed) == 5
+    assert len(raised.value.unpublished) == 5
+
+
+def never_run(seq: int) -> None:
+    """Published only: no worker consumes the queues of this test."""

@@ -25,6 +25,7 @@ from rfqueue.routing.router import Router
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason
+from tests.unit.kombu_fakes import PREFIXED, kombu_broker
 
 QA, QB, QC = "rfqueue.a@h", "rfqueue.b@h", "rfqueue.c@h"
 
@@ -383,3 +384,34 @@ class TestAllOrNothing:
             dispatch_many(flaky, [(1,), (2,), (3,), (4,), (5,)])
         assert list(raised.value.published) == list(by_id(client))
         assert isinstance(raised.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("transport", [{}, PREFIXED], ids=["default", "prefixed"])
+def test_a_batch_lands_where_apply_async_s_message_lands(
+    server: fakeredis.FakeServer, client: fakeredis.FakeRedis, use_fake_redis: None,
+    table: FailureTable, stop: Callable[..., None], transport: dict[str, Any],
+) -> None:  # fmt: skip
+    # Given kombu with a key prefix, its own separator and priority steps (or its defaults)
+    table.register("a@h", QA)
+    with kombu_broker(server, transport) as broker:
+        app = broker.app
+        app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
+        settings = Settings(redis_url="redis://fake:6379/0", namespace="t", policy="round_robin")
+        app.conf.task_routes = [Router(app, settings=settings)]
+        task = app.task(name="app.work", shared=False)(take_n)
+        try:
+            # When one task goes by apply_async and one by dispatch_many, with a priority
+            single = task.apply_async((1,), priority=6).id
+            [batched] = dispatch_many(task, [(1,)], priority=6)
+        finally:
+            stop(app.conf.task_routes[0].snapshot)
+    # Then both are in the same list, and differ only where every message differs
+    [key] = [k for k in client.keys("*") if QA in k and "_kombu" not in k]
+    found = {m["headers"]["id"]: m for m in map(json.loads, client.lrange(key, 0, -1))}
+    for message in (found[single], found[batched]):
+        for name in ("id", "root_id"):
+            message["headers"].pop(name)
+        for name in ("correlation_id", "delivery_tag"):
+            message["properties"].pop(name)
+    assert found[single] == found[batched]
+    assert key.startswith(transport.get("global_keyprefix", ""))

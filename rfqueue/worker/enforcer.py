@@ -30,7 +30,6 @@ from rfqueue.table.service import Service
 from rfqueue.table.snapshot import Snapshot
 from rfqueue.worker.clock import SkewCheck
 from rfqueue.worker.outcomes import OutcomeCounter
-from rfqueue.worker.queues import consume
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ class Enforcer:
         self.snapshot = snapshot
         self.entry: Entry | None = None
         self.consumer: Any = None
-        #: its own queues by name, as the bootstep declares them (rfqueue.worker.queues)
-        self.declared: dict[str, Any] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -218,18 +215,11 @@ class Enforcer:
             # Pools first, its own queue last: consuming its own queue means all are back.
             for queue in (*self.service.pools, self.queue):
                 if not task_consumer.consuming_from(queue):
-                    self._consume(consumer, queue)
+                    consumer.add_task_queue(queue)
         if self._resuming and self.on_resume is not None:
             # Also when remote control re-added the queue before this ran.
             self.on_resume(consumer)
         self._resuming = False
-
-    def _consume(self, consumer: Any, queue: str) -> None:
-        declared = self.declared.get(queue)
-        if declared is None:  # a pool: a queue the app knows
-            consumer.add_task_queue(queue)
-        else:  # its own queue, declared as producers declare it, not added to the app's
-            consume(consumer, declared)
 
     def _stop_consuming(self, consumer: Any) -> None:
         task_consumer = consumer.task_consumer

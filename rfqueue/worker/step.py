@@ -18,7 +18,7 @@ from rfqueue.brokers import broker_for
 from rfqueue.settings import Settings
 from rfqueue.table.registry import snapshot_for
 from rfqueue.worker.enforcer import Enforcer
-from rfqueue.worker.queues import consume, own_queues
+from rfqueue.worker.queues import add_own_queues
 from rfqueue.worker.rescue import Rescuer, start_rescuer
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,9 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
         self.settings = Settings.load(c.app.conf)
-        #: its dedicated queue and the control queue (see rfqueue.worker.queues)
-        self.own_queues = own_queues(c.app, self.settings, c.hostname)
+        # Its dedicated queue and the control queue, consumed from the first read: also in
+        # a worker that sends no celeryd_after_setup (celery.contrib.testing's start_worker)
+        add_own_queues(c.app, self.settings, c.hostname)
         #: a test worker (celery.contrib.testing) leaves no entry behind when it stops
         self.forget_at_exit = is_test_worker(c.controller)
         #: the pool of messages that carry none: the app's default queue
@@ -92,10 +93,6 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         )
 
     def start(self, c: Any) -> None:
-        # Before the first read (and again after a reconnect, which builds a new consumer)
-        for queue in self.own_queues:
-            consume(c, queue)
-        self.enforcer.declared = {queue.name: queue for queue in self.own_queues}
         self.enforcer.attach(c)
         if self.broker is not None:
             # First the handoff's put back, which drops the unacked record of a write that

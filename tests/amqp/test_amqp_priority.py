@@ -40,7 +40,8 @@ def app(
     app.conf.task_queues = [
         Queue("celery", Exchange("celery"), "celery", queue_arguments={"x-max-priority": 10})
     ]
-    rfqueue.install(app, namespace="prio", redis_url=redis_server.url)
+    # round_robin: a push policy, into the worker's own queue (`pull` uses the pool's queue)
+    rfqueue.install(app, namespace="prio", redis_url=redis_server.url, policy="round_robin")
 
     @app.task(name="prio.block", shared=False)
     def block() -> None:

@@ -75,6 +75,7 @@ def test_the_first_task_runs_at_once_and_the_worker_leaves_no_entry(
 def test_celerys_tools_show_the_workers_own_queue(app: Any) -> None:
     """What the README's "Observable routing" says: the fields name the worker's queue."""
     app.conf.result_extended = True
+    app.conf.rfqueue_policy = "round_robin"  # a push policy: into the worker's own queue
     RELEASE.clear()
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False) as worker:
         name, own = worker.hostname, f"rfqueue.{worker.hostname}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rfqueue.demo.fleet import wait_for
+from rfqueue.routing.destination import direct_queue
 from rfqueue.table import FailureTable
 from tests.integration.conftest import nodename
 
@@ -19,8 +20,11 @@ def test_purge_clears_the_tasks_waiting_in_a_workers_own_queue(app: Any, redis_c
     # Given a registered worker (not running) whose own queue holds 5 tasks
     worker = nodename("w1")
     FailureTable(redis_client, "rfqueue").register(worker, f"rfqueue.{worker}")
+    # (sent there by hand, as a push policy would: the app does not learn the queue)
+    own = direct_queue(f"rfqueue.{worker}")
     for seq in range(WAITING):
-        app.send_task("workers.tasks.record", args=(seq,))
+        app.send_task("workers.tasks.record", args=(seq,), queue=own)
+    assert own.name not in app.amqp.queues
     wait_for(lambda: redis_client.llen(f"rfqueue.{worker}") == WAITING, 5, what="5 tasks routed")
     # When the app purges
     purged = app.control.purge()

@@ -78,6 +78,9 @@ class Broker:
         """Called in a worker each time its consumer (re)connects to the broker;
         ``own_queue`` is the worker's dedicated queue."""
 
+    def consumer_leaving(self, consumer: Any) -> None:
+        """Called in a stopping worker once its event loop has stopped reading."""
+
     def consumer_resumed(self, consumer: Any) -> None:
         """Called in a worker's event loop right after it consumes its own queue again."""
 

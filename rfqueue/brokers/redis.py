@@ -80,6 +80,11 @@ class RedisBroker(Broker):
             except (redis.RedisError, OSError) as exc:
                 logger.warning("rfqueue: could not put back held tasks yet: %s", exc)
 
+    def consumer_leaving(self, consumer: Any) -> None:
+        """End its last blocked read: nothing pushed from now on may land in a worker that
+        will not deliver it before its exit (a pool's shared queue, above all)."""
+        wake_blocked_read(consumer, self.client)
+
     def consumer_resumed(self, consumer: Any) -> None:
         """The blocking read began before the queue was consumed again: end it now."""
         wake_blocked_read(consumer, self.client)

@@ -186,9 +186,7 @@ class Router:
         self._app_routes = (app, routes)
         return routes
 
-    def _eligible(
-        self, index: PoolIndex, pool: str, name: str, default: str, up: bool
-    ) -> Eligible:
+    def _eligible(self, index: PoolIndex, pool: str, name: str, default: str, up: bool) -> Eligible:
         """The queues of ``pool``'s (up) workers that have ``name``, cached per pool index,
         and whether they are all of the pool's up workers (so the pool queue may take it)."""
         cached_index, cache = self._eligible_cache

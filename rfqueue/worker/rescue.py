@@ -137,7 +137,7 @@ class Rescuer:
         worker is shutting down and will start none of them: they go to up workers
         now, not when its long tasks are done and kombu restores them at its exit.
         """
-        choose = self._chooser() if leaving else lambda *_: own_queue
+        choose = self._chooser(avoid=own_queue) if leaving else lambda *_: own_queue
         try:
             taken = self.broker.restore_unacked({own_queue}, choose, held)
         except (redis.RedisError, OSError) as exc:  # OSError: BrokerUnavailable too
@@ -202,11 +202,13 @@ class Rescuer:
         self.broker.move(queue, choose)
         return self.broker.depths([queue]).get(queue, 0)
 
-    def _chooser(self) -> Chooser:
+    def _chooser(self, avoid: str | None = None) -> Chooser:
         """Targets inside a message's pool among up workers that have its task, by policy.
 
         A message without a pool header (sent before pools) belongs to the default
         queue's pool; one whose task cannot be read may go to any worker of its pool.
+        ``avoid``: a leaving worker's own queue; its messages go to other workers' own
+        queues, never to a shared pool queue it may still have a read pending on.
         """
         index, default, pick = self.snapshot.pools, self.default_pool, self.choose
         eligible: dict[tuple[str, str], tuple[tuple[str, ...], bool]] = {}
@@ -218,6 +220,8 @@ class Rescuer:
                 queues = index.having(members, task) if task else members
                 known = eligible[(task, pool)] = (queues, len(queues) == len(members))
             queues, whole = known
+            if avoid is not None:
+                queues, whole = tuple(q for q in queues if q != avoid), False
             return pick(queues, pool or default, whole) if queues else None
 
         return choose

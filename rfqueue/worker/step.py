@@ -131,6 +131,8 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if c.blueprint is not None and c.blueprint.state in (bootsteps.CLOSE, bootsteps.TERMINATE):
             self.enforcer.begin_drain()
             # The event loop has stopped: what it took but did not start goes elsewhere now.
+            if self.broker is not None:
+                self.broker.consumer_leaving(c)
             if self.rescuer is not None:
                 self.rescuer.reclaim(self.enforcer.queue, started_delivery_tags(), leaving=True)
 

@@ -77,11 +77,13 @@ def test_the_step_drains_when_the_consumer_stops_for_good(state: int, drains: bo
     step = SimpleNamespace(
         enforcer=SimpleNamespace(begin_drain=lambda: calls.append("drain"), queue=QUEUE),
         rescuer=SimpleNamespace(reclaim=lambda *args, **kw: calls.append((args, kw))),
+        broker=SimpleNamespace(consumer_leaving=lambda c: calls.append("unblock")),
     )
     RfqueueStep.stop(step, StepStub(state))  # type: ignore[arg-type]
-    # Then it drains, and hands what it took but will not start to up workers
+    # Then it drains, ends its last blocked read, and hands what it took but will not
+    # start to up workers
     handed_back = ((QUEUE, set()), {"leaving": True})
-    assert calls == (["drain", handed_back] if drains else [])
+    assert calls == (["drain", "unblock", handed_back] if drains else [])
 
 
 def test_only_what_the_pool_never_got_is_handed_back(monkeypatch: pytest.MonkeyPatch) -> None:

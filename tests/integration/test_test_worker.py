@@ -69,7 +69,9 @@ def test_the_first_task_runs_at_once_and_the_worker_leaves_no_entry(
             assert name in table.entries()
         # Stopped: a test worker's entry is gone, not left behind as down
         assert name not in table.entries(), f"run {run}: {name} left behind"
-    assert slowest < 0.5, f"the slowest first task took {slowest:.2f} s"
+    # Before: about 1 s (the queue came with the enforcer's first pass), or the timeout.
+    # 0.8 s leaves room for a loaded machine (a load of 7 on 2 cores here).
+    assert slowest < 0.8, f"the slowest first task took {slowest:.2f} s"
 
 
 def test_celerys_tools_show_the_workers_own_queue(app: Any) -> None:

@@ -15,7 +15,7 @@ from rfqueue.control import RemoteControl
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Entry, Reason, State
-from tests.unit.conftest import server_time
+from tests.unit.conftest import beat_while, server_time
 
 WORKERS = [f"w{i}@h" for i in range(1, 6)]
 W1, W2, W3, W4, W5 = WORKERS
@@ -460,3 +460,22 @@ class TestScheduledTask:
         # When the tick runs, then it skips instead of raising or acting
         result = run_tick(app, {"chaos_probability": 1.0})
         assert result["skipped"].startswith("cannot read the failure table")
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_departed_worker_does_not_block_chaos(
+    fleet: FailureTable, clock: Any, dry_run: bool
+) -> None:
+    # Given max_paused=1 and one worker down and silent for 60 s while the others beat
+    gone, *beating = WORKERS
+    fleet.mark_down(gone, Reason.HEARTBEAT)
+    beat_while(fleet, clock, 60, *beating)
+    # Then it has departed after 50 s (10 x heartbeat_timeout): chaos may pause one more
+    report = job(fleet, dry_run=dry_run).tick()
+    assert len(report.paused or report.would_pause) == 1
+    # While with departed_after past its silence it still counts: the budget is spent
+    for worker in beating:
+        fleet.resume(worker)
+    report = job(fleet, dry_run=dry_run, departed_after=120).tick()
+    assert not (report.paused or report.would_pause)
+    assert [why for _, why in report.refused] == ["budget exhausted"]

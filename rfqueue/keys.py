@@ -17,8 +17,9 @@ key                            type    content
 ``{ns}:outcomes``              hash    nodename -> JSON outcome window (``ok``, ``fail`` now and
                                        ``prev_ok``, ``prev_fail`` one interval back, since
                                        ``start``; ``streak`` of failures; ``ejections`` in a row,
-                                       ``ejected_until``; ``calm_until``: not judged before, its
-                                       pool failing alike), written by its beats (heartbeat.lua)
+                                       ``ejected_until``), written by its beats (heartbeat.lua);
+                                       ``calm:<pools as JSON>`` -> until when workers of those
+                                       pools, found failing alike, are not judged again
 ``{ns}:tasks:<digest>``        set     task names a worker registered; ``<digest>`` (the entry's
                                        ``tasks``) is made of them, so equal sets share one key
 ``{ns}:chaos:ticks``           string  counter of chaos ticks, mixed into the seed

@@ -73,17 +73,18 @@ end
 -- A pool that fails alike (its database is down) is the tasks' fault: nobody goes.
 local function verdict(e, o)
   if not rules or not o or failures <= 0 or effective(e) ~= 'up' then return nil end
-  if (tonumber(o.calm_until) or 0) > NOW then return nil end
+  -- Workers of the same pools found failing alike: not judged again for a while.
+  local calm = 'calm:' .. cjson.encode(#pools_of(e) > 0 and pools_of(e) or {rules.default})
+  if (tonumber(redis.call('HGET', OUTCOMES, calm)) or 0) > NOW then return nil end
   local rate, why = own_rate(o)
   if not rate then return nil end
   local failed, total, room = peers_of(e)
-  if total < (tonumber(rules.min_requests) or 1) or not room then return nil end
-  local peers = failed / total
-  if rate - peers < (tonumber(rules.gap) or 1) then
-    -- The pool fails alike: while it does, every beat of every worker would read the
-    -- whole fleet. Judge this worker again in a quarter of the window, not at each beat.
-    o.calm_until = NOW + interval / 4
-    save_outcomes(name, o)
+  if total < (tonumber(rules.min_requests) or 1) then return nil end
+  if not room or rate - failed / total < (tonumber(rules.gap) or 1) then
+    -- The pool fails alike, or has its share ejected. Until that changes, every beat of
+    -- every worker of it would read the whole fleet (29 ms of Redis time for 1,000
+    -- workers): they are judged again in a quarter of the window, once for all of them.
+    redis.call('HSET', OUTCOMES, calm, NOW + interval / 4)
     return nil
   end
   local base = tonumber(rules.base) or 30

@@ -101,11 +101,13 @@ def test_after_a_pool_failed_alike_a_worker_is_judged_again_a_little_later(
     for worker in (W2, W3):
         beat(fleet, worker, 0, 10, 10)
     assert beat(fleet, W1, 0, 10, 10).eject is None
+    # (once for the pool: the next worker's beat does not read the fleet again)
+    assert float(fleet.client.hget(fleet.keys.outcomes, 'calm:["celery"]')) == clock.now + 2.5
     # When, a second later, the others recover (100 tasks each finish well)
     clock.advance(1)
     for worker in (W2, W3):
         beat(fleet, worker, 100, 0)
-    # Then w1, still failing, is judged again only a quarter window (2.5 s) after its last look
+    # Then w1, still failing, is judged again only a quarter window (2.5 s) after the last look
     assert beat(fleet, W1, 0, 5, 15).eject is None
     clock.advance(2)
     assert beat(fleet, W1, 0, 5, 20).eject is not None

@@ -213,3 +213,27 @@ def test_reclaim_keeps_what_the_pool_runs_after_a_reconnect(
     # Then the dropped two wait again and the running one stays unacked, not run twice
     assert sorted(broker.consume_ids(OWN)) == sorted(m.headers["id"] for m in dropped)
     assert unacked_ids(client) == {running.delivery_tag: sent[0]}
+
+
+def test_a_leaving_worker_hands_back_to_another_worker_s_own_queue(
+    broker: Broker, table: FailureTable, client: Any
+) -> None:
+    # Given w1 (leaving) and w2 up, and a policy that would send to the pool's queue (pull)
+    for worker, queue in (("w1@h", OWN), ("w2@h", OTHER)):
+        table.register(worker, queue)
+    snapshot = Snapshot(table, refresh_interval=0.5, heartbeat_timeout=5.0)
+    snapshot.refresh()
+
+    def pull(queues: Any, pool: str = "", whole: bool = False) -> str:
+        return pool if whole else str(queues[0])
+
+    rescuer = Rescuer(snapshot, RedisBroker(client), pull, 5.0)
+    sent = broker.send(OWN, 2)
+    broker.take(OWN, 2)
+    # When w1, stopping, hands back what it took but will not start
+    rescuer.reclaim(OWN, held=set(), leaving=True)
+    # Then both wait in w2's own queue: not in the pool's queue, where w1's last blocked
+    # read could still take them, nor in w1's
+    assert sorted(broker.consume_ids(OTHER)) == sorted(sent)
+    assert client.llen("celery") == 0 and client.llen(OWN) == 0
+    assert unacked_ids(client) == {}

@@ -6,7 +6,9 @@ import itertools
 from collections.abc import Sequence
 from typing import Protocol
 
+from rfqueue.brokers.base import Chooser
 from rfqueue.routing.policies import Policy
+from rfqueue.table.pools import PoolIndex
 
 
 class QueueChooser(Protocol):
@@ -37,5 +39,31 @@ def policy_chooser(policy: Policy) -> QueueChooser:
             )
         except Exception:  # a policy that needs the task: spread evenly instead
             return queues[next(turn) % len(queues)]
+
+    return choose
+
+
+def pool_chooser(
+    index: PoolIndex, default: str, pick: QueueChooser, avoid: str | None = None
+) -> Chooser:
+    """Targets inside a message's pool among up workers that have its task, by ``pick``.
+
+    A message without a pool header (sent before pools) belongs to the ``default``
+    queue's pool; one whose task cannot be read may go to any worker of its pool.
+    ``avoid``: a leaving worker's own queue; its messages go to other workers' own
+    queues, never to a shared pool queue it may still have a read pending on.
+    """
+    eligible: dict[tuple[str, str], tuple[tuple[str, ...], bool]] = {}
+
+    def choose(task: str, pool: str) -> str | None:
+        known = eligible.get((task, pool))
+        if known is None:
+            members = index.up_in(pool or default, default)
+            queues = index.having(members, task) if task else members
+            known = eligible[(task, pool)] = (queues, len(queues) == len(members))
+        queues, whole = known
+        if avoid is not None:
+            queues, whole = tuple(q for q in queues if q != avoid), False
+        return pick(queues, pool or default, whole) if queues else None
 
     return choose

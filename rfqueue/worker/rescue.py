@@ -41,7 +41,7 @@ from rfqueue.settings import Settings
 from rfqueue.table.entry import Entry, Reason, State
 from rfqueue.table.pools import PoolIndex
 from rfqueue.table.snapshot import Snapshot
-from rfqueue.worker.choosers import QueueChooser, policy_chooser
+from rfqueue.worker.choosers import QueueChooser, policy_chooser, pool_chooser
 from rfqueue.worker.departed import Departures
 from rfqueue.worker.rescue_stats import RescueStats
 
@@ -203,28 +203,9 @@ class Rescuer:
         return self.broker.depths([queue]).get(queue, 0)
 
     def _chooser(self, avoid: str | None = None) -> Chooser:
-        """Targets inside a message's pool among up workers that have its task, by policy.
-
-        A message without a pool header (sent before pools) belongs to the default
-        queue's pool; one whose task cannot be read may go to any worker of its pool.
-        ``avoid``: a leaving worker's own queue; its messages go to other workers' own
-        queues, never to a shared pool queue it may still have a read pending on.
-        """
-        index, default, pick = self.snapshot.pools, self.default_pool, self.choose
-        eligible: dict[tuple[str, str], tuple[tuple[str, ...], bool]] = {}
-
-        def choose(task: str, pool: str) -> str | None:
-            known = eligible.get((task, pool))
-            if known is None:
-                members = index.up_in(pool or default, default)
-                queues = index.having(members, task) if task else members
-                known = eligible[(task, pool)] = (queues, len(queues) == len(members))
-            queues, whole = known
-            if avoid is not None:
-                queues, whole = tuple(q for q in queues if q != avoid), False
-            return pick(queues, pool or default, whole) if queues else None
-
-        return choose
+        """Targets by the router's policy among the up workers of a message's pool (see
+        :func:`~rfqueue.worker.choosers.pool_chooser`; ``avoid``: a leaving worker's queue)."""
+        return pool_chooser(self.snapshot.pools, self.default_pool, self.choose, avoid)
 
     def _restore_due(self, dead: frozenset[str]) -> bool:
         """Scan the unacked hash when someone newly died, and now and then after that.

@@ -25,8 +25,16 @@ local function record_outcomes()
   return o
 end
 
+local DEFAULT_POOL = rules and rules.default or 'celery'
+
+-- The pools a worker serves; an entry from before pools serves the default queue's.
+local function pools_served(e)
+  if #pools_of(e) > 0 then return pools_of(e) end
+  return {DEFAULT_POOL}
+end
+
 local function shares_pool(a, b, default)
-  for _, p in ipairs(#pools_of(a) > 0 and pools_of(a) or {default}) do
+  for _, p in ipairs(pools_served(a)) do
     if serves_pool(b, p, default) then return true end
   end
   return false
@@ -46,7 +54,7 @@ end
 -- The pool's other up workers: their failures and tasks in the window; and, per pool it
 -- serves, whether one more ejection stays within max_ejection_percent.
 local function peers_of(e)
-  local default = rules.default or 'celery'
+  local default = DEFAULT_POOL
   local failed, total, room = 0, 0, true
   local entries = all_entries()
   for _, other in ipairs(entries) do
@@ -55,7 +63,7 @@ local function peers_of(e)
       failed, total = failed + o.fail + o.prev_fail, total + o.ok + o.fail + o.prev_ok + o.prev_fail
     end
   end
-  for _, pool in ipairs(#pools_of(e) > 0 and pools_of(e) or {default}) do
+  for _, pool in ipairs(pools_served(e)) do
     local members, ejected = 0, 0
     for _, other in ipairs(entries) do
       if serves_pool(other, pool, default) then
@@ -74,7 +82,7 @@ end
 local function verdict(e, o)
   if not rules or not o or failures <= 0 or effective(e) ~= 'up' then return nil end
   -- Workers of the same pools found failing alike: not judged again for a while.
-  local calm = 'calm:' .. cjson.encode(#pools_of(e) > 0 and pools_of(e) or {rules.default})
+  local calm = 'calm:' .. cjson.encode(pools_served(e))
   if (tonumber(redis.call('HGET', OUTCOMES, calm)) or 0) > NOW then return nil end
   local rate, why = own_rate(o)
   if not rate then return nil end

@@ -59,6 +59,12 @@ def count_published(
         noted[0].add(noted[1])
 
 
+def others_listen() -> bool:
+    """Whether ``after_task_publish`` has receivers besides :func:`count_published` (a
+    batch counts its own tasks and sends the signal only when someone else listens)."""
+    return any(key[0] != __name__ for key, _ in signals.after_task_publish.receivers)
+
+
 def count_when_published() -> None:
     """Connect :func:`count_published` once per process (a module function: it keeps no
     app alive)."""

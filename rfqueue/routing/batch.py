@@ -257,9 +257,10 @@ class Batch:
             interval_max=policy.get("interval_max", 1),
         )  # fmt: skip
 
-    def announce(self, prepared: Prepared) -> None:
-        """What follows a landed message: ``after_task_publish`` and the parent's trail."""
-        if signals.after_task_publish.receivers:
+    def announce(self, prepared: Prepared, listened: bool) -> None:
+        """What follows a landed message: ``after_task_publish`` (``listened``: someone
+        besides rfqueue's count hears it) and the parent's trail."""
+        if listened:
             signals.after_task_publish.send(
                 sender=self.name, body=prepared.body, exchange=prepared.exchange,
                 routing_key=prepared.routing_key,

@@ -23,6 +23,7 @@ from typing import Any
 from celery import Celery
 from celery.app.task import Task as CeleryTask
 
+from rfqueue.routing import accepted
 from rfqueue.routing.batch import Batch, NotMirrored, Uncertain
 
 #: messages per LPUSH inside the transaction (kombu's own batch size)
@@ -94,6 +95,8 @@ def dispatch_many(
 
 
 def _split(item: Item, common: dict[str, Any]) -> Call:
+    if type(item) is tuple:  # the common case first: no ABC checks
+        return item, dict(common)
     if isinstance(item, Mapping):
         return (), {**common, **item}
     if isinstance(item, (str, bytes)) or not isinstance(item, Sequence):
@@ -144,9 +147,10 @@ def _all_at_once(
         _take_back(prepared, [False] * len(prepared))  # nothing was written
         raise
     _take_back(prepared, landed)
+    listened = accepted.others_listen()
     for message, ok in zip(prepared, landed, strict=True):
         if ok:
-            batch.announce(message)
+            batch.announce(message, listened)
     ids = [p.task_id for p in prepared]
     if not all(landed):
         published = [i for i, ok in zip(ids, landed, strict=True) if ok]

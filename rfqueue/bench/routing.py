@@ -21,6 +21,7 @@ from rfqueue.table import FailureTable
 WORKERS = ("w1@bench", "w2@bench", "w3@bench")
 #: policy -> extra settings it needs
 POLICIES: dict[str, dict[str, Any]] = {
+    "pull": {},
     "round_robin": {},
     "random": {},
     "p2c": {},

@@ -8,12 +8,18 @@ not up the walk goes on to the next point whose owner is up, so a pause moves on
 the paused worker's keys, and they return when it comes back. Celery's and
 rfqueue's own tasks (``celery.*``, ``rfqueue.*``) carry no key: they take turns.
 A user task sent without the key raises :class:`~rfqueue.routing.policies.PolicyError`.
+
+The ring is built off the hot path: when the policy starts, and then by the snapshot's
+refresh thread (a hook, held weakly) when the registered workers have changed (a ring
+of 10,000 workers takes seconds to hash). A task costs one hash and a binary search, O(log n); the walk past
+owners that are not up is as long as the run of them on the ring.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
+from array import array
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +49,8 @@ class HashRing:
     def __init__(self, queues: Sequence[str], vnodes: int = VNODES) -> None:
         self.queues = tuple(queues)
         points = sorted((stable_hash(f"{q}#{i}"), q) for q in self.queues for i in range(vnodes))
-        self.points = [p for p, _ in points]
+        #: 8 bytes a point (a list of ints takes about 36): 1.6 million for 10,000 workers
+        self.points = array("Q", (p for p, _ in points))
         self.owners = [q for _, q in points]
 
     def owner(self, key: str, up: frozenset[str] | set[str]) -> str | None:
@@ -88,8 +95,16 @@ class HashPolicy(Policy):
     def start(
         self, snapshot: Snapshot, routed: RoutedCounts, depths: DepthReader | None = None
     ) -> None:
-        """Keep the snapshot: the ring spans every registered queue."""
+        """Build the ring over every registered queue; rebuild it when they change."""
         self.snapshot = snapshot
+        self._follow()
+        snapshot.add_hook(self._follow)  # once per process: a fork drops the parent's hooks
+
+    def _follow(self) -> None:
+        """Snapshot hook (refresh thread): a new ring when the registered queues changed."""
+        everyone = self.snapshot.all_queues if self.snapshot is not None else ()
+        if everyone != self._ring.queues:
+            self._ring = HashRing(everyone)
 
     def key_of(self, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         """The task's key, or :class:`PolicyError` naming what is missing."""
@@ -122,9 +137,8 @@ class HashPolicy(Policy):
         return owner if owner is not None else queues[stable_hash(key) % len(queues)]
 
     def _ring_of(self, queues: Sequence[str]) -> HashRing:
-        everyone = self.snapshot.all_queues if self.snapshot is not None else tuple(queues)
-        if everyone is not self._ring.queues and everyone != self._ring.queues:
-            self._ring = HashRing(everyone)
+        if self.snapshot is None and tuple(queues) != self._ring.queues:  # never started
+            self._ring = HashRing(queues)
         return self._ring
 
     def _up_set(self, queues: Sequence[str]) -> frozenset[str]:

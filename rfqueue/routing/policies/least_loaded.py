@@ -3,22 +3,32 @@
 A queue's length "right now" is estimated as its true depth (priority lists
 included) at the last read of a :class:`~rfqueue.depth.DepthSampler`, which a
 background thread repeats every ``depth_interval`` seconds, plus the tasks this
-router sent there since that read. Without the second term every task between two
+policy sent there since that read. Without the second term every task between two
 reads would see the same depths and pile onto the queue that was shortest at the
-read (measured in docs/benchmarks.md: 2000/2000/2000/4000 for 10,000 tasks).
+read (measured in docs/benchmarks.md: 2000/2000/2000/4000 for 10,000 tasks). The
+rescuer's own policy counts its own moves the same way, so a rescued backlog is
+spread, not poured into the queue that was shortest at the read.
 Queues of equal estimate take turns. Routers in other processes are not counted
 until the next read: with many producers, ``p2c`` herds less.
+
+The cost per task does not grow with the fleet: each set of queues keeps a heap of
+estimates, built once per depth read (O(n), amortized over every task until the next
+read), and each task pops and pushes it (O(log n)). An entry that another set's
+choice made stale (a worker in two pools) is corrected when it reaches the top.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rfqueue.brokers.redis_layout import redis_depth_reader
 from rfqueue.routing.depth import DepthSampler
 from rfqueue.routing.policies import Policy
-from rfqueue.routing.policies.turns import Turns
+from rfqueue.routing.policies.turns import MAX_SETS
 
 if TYPE_CHECKING:
     from rfqueue.brokers import DepthReader
@@ -26,27 +36,26 @@ if TYPE_CHECKING:
     from rfqueue.settings import Settings
     from rfqueue.table.snapshot import Snapshot
 
+#: a heap entry: (estimated load when pushed, turn, queue); turns break ties in order
+Entry = tuple[int, int, str]
+
 
 class LoadEstimate:
-    """Sampled depth plus this router's own routes since the sample, per queue."""
+    """Sampled depth plus this policy's own choices since the sample, per queue."""
 
     def __init__(self) -> None:
         self.sampler: DepthSampler | None = None
         self._made: list[DepthSampler] = []
-        self.routed: RoutedCounts | None = None
-        self._generation = -1
-        #: the routed counts when the current sample was first seen
-        self._base: dict[str, int] = {}
+        #: the sample the own counts are relative to (-1: none yet)
+        self.generation = -1
+        #: queue -> tasks this policy sent there since that sample
+        self._own: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def start(
-        self,
-        snapshot: Snapshot,
-        routed: RoutedCounts,
-        settings: Settings,
-        depths: DepthReader | None = None,
+        self, snapshot: Snapshot, settings: Settings, depths: DepthReader | None = None
     ) -> None:
         """Sample every registered queue on the broker (None: on the table's Redis)."""
-        self.routed = routed
         if self.sampler is None:
             read = depths or redis_depth_reader(snapshot.table.client)
             # Threads that start at once each make one; all take the first (list.append is
@@ -59,14 +68,26 @@ class LoadEstimate:
             self.sampler = self._made[0]
         self.sampler.ensure_started()
 
+    def sync(self) -> int:
+        """Start counting afresh when a new sample came; the current sample's generation."""
+        sampler = self.sampler
+        generation = sampler.generation if sampler is not None else -1
+        if generation != self.generation:
+            with self._lock:
+                self.generation, self._own = generation, {}
+        return generation
+
     def load(self, queue: str) -> int:
-        """The estimated depth of ``queue``; 0 before the policy started."""
-        sampler, routed = self.sampler, self.routed
-        if sampler is None or routed is None:
-            return 0
-        if sampler.generation != self._generation:
-            self._generation, self._base = sampler.generation, dict(routed.totals())
-        return sampler.depths.get(queue, 0) + routed.count(queue) - self._base.get(queue, 0)
+        """The estimated depth of ``queue`` (sampled depth 0 before the policy started)."""
+        self.sync()
+        sampler = self.sampler
+        depth = sampler.depths.get(queue, 0) if sampler is not None else 0
+        return depth + self._own.get(queue, 0)
+
+    def chose(self, queue: str) -> None:
+        """Count one task sent to ``queue`` since the sample."""
+        with self._lock:
+            self._own[queue] = self._own.get(queue, 0) + 1
 
 
 class EstimatingPolicy(Policy):
@@ -83,8 +104,8 @@ class EstimatingPolicy(Policy):
     def start(
         self, snapshot: Snapshot, routed: RoutedCounts, depths: DepthReader | None = None
     ) -> None:
-        """Start sampling depths; read this router's routed counts."""
-        self.estimate.start(snapshot, routed, self.settings, depths)
+        """Start sampling depths."""
+        self.estimate.start(snapshot, self.settings, depths)
 
 
 class LeastLoadedPolicy(EstimatingPolicy):
@@ -94,7 +115,10 @@ class LeastLoadedPolicy(EstimatingPolicy):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._turns = Turns()
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        #: id(queues) -> (queues, the sample's generation, its heap)
+        self._heaps: dict[int, tuple[Sequence[str], int, list[Entry]]] = {}
 
     def choose(
         self,
@@ -104,12 +128,27 @@ class LeastLoadedPolicy(EstimatingPolicy):
         kwargs: Mapping[str, Any],
         options: Mapping[str, Any],
     ) -> str:
-        load = self.estimate.load
-        least, tied = None, []
-        for queue in queues:
-            n = load(queue)
-            if least is None or n < least:
-                least, tied = n, [queue]
-            elif n == least:
-                tied.append(queue)
-        return tied[self._turns.next(queues) % len(tied)]
+        estimate = self.estimate
+        with self._lock:
+            heap = self._heap(queues, estimate.sync())
+            while True:  # correct what another set's choices made stale, then take the least
+                pushed, _, queue = heap[0]
+                load = estimate.load(queue)
+                if load == pushed:
+                    break
+                heapq.heapreplace(heap, (load, next(self._turn), queue))
+            heapq.heapreplace(heap, (load + 1, next(self._turn), queue))
+            estimate.chose(queue)
+        return queue
+
+    def _heap(self, queues: Sequence[str], generation: int) -> list[Entry]:
+        known = self._heaps.get(id(queues))
+        if known is not None and known[0] is queues and known[1] == generation:
+            return known[2]
+        if len(self._heaps) > MAX_SETS:
+            self._heaps = {}
+        load, turn = self.estimate.load, self._turn
+        heap = [(load(q), next(turn), q) for q in queues]
+        heapq.heapify(heap)
+        self._heaps[id(queues)] = (queues, generation, heap)  # keeps the tuple: ids stay unique
+        return heap

@@ -146,3 +146,43 @@ def test_ring_spans_paused_workers_via_the_snapshot(
         }
     finally:
         stop(snapshot)
+
+
+def test_the_ring_is_built_off_the_hot_path(
+    table: FailureTable,
+    stop: Callable[[Snapshot], None],
+    monkeypatch: pytest.MonkeyPatch,
+    poll: Callable[..., bool],
+) -> None:
+    # Given a started policy over four workers, counting the rings it builds
+    for q in QUEUES:
+        table.register(q.removeprefix("rfqueue."), q)
+    snapshot = Snapshot(table, refresh_interval=60)
+    snapshot.ensure_started()
+    p = policy()
+    built: list[tuple[str, ...]] = []
+    real = HashRing.__init__
+
+    def counting(ring: HashRing, queues: Any, vnodes: int = 160) -> None:
+        built.append(tuple(queues))
+        real(ring, queues, vnodes)
+
+    monkeypatch.setattr(HashRing, "__init__", counting)
+    try:
+        p.start(snapshot, RoutedCounts())
+        assert built == [QUEUES]
+        # When tasks are routed, and a worker pauses: no ring is built per task
+        owners(p)
+        table.pause("w1@h", 600, Reason.MANUAL)
+        snapshot.refresh()
+        owners(p, snapshot.up_queues)
+        assert built == [QUEUES]
+        # When a fifth worker registers, the snapshot's thread builds the new ring
+        table.register("w4@h", "rfqueue.w4@h")
+        assert poll(lambda: len(built) == 2)
+        assert built == [QUEUES, (*QUEUES, "rfqueue.w4@h")]
+        snapshot.refresh()
+        owners(p, snapshot.up_queues)
+        assert len(built) == 2
+    finally:
+        stop(snapshot)

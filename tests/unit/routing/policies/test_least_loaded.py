@@ -47,7 +47,6 @@ def least_loaded(depths: dict[str, int] | None) -> tuple[LeastLoadedPolicy, Rout
     routed = RoutedCounts()
     if depths is not None:
         policy.estimate.sampler = StubSampler(depths)  # type: ignore[assignment]
-        policy.estimate.routed = routed
     return policy, routed
 
 
@@ -102,14 +101,12 @@ class TestPowerOfTwo:
         policy = PowerOfTwoPolicy(Settings(policy="p2c", seed=seed))
         sampler = StubSampler(depths)
         policy.estimate.sampler = sampler  # type: ignore[assignment]
-        policy.estimate.routed = RoutedCounts()
         return policy, sampler
 
     def test_never_picks_the_longest_of_two(self) -> None:
         # Given two queues, one far longer
         policy, _ = self.policy({QA: 100, QB: 0})
-        routed = policy.estimate.routed
-        assert routed is not None
+        routed = RoutedCounts()
         # Then the short one gets tasks until the estimates meet
         picks = [route(policy, routed, (QA, QB)) for _ in range(100)]
         assert picks == [QB] * 100
@@ -117,8 +114,7 @@ class TestPowerOfTwo:
     def test_counts_own_routes_since_the_sample(self) -> None:
         # Given equal sampled depths and no new sample for 10,000 tasks
         policy, _ = self.policy(dict.fromkeys(QUEUES, 0))
-        routed = policy.estimate.routed
-        assert routed is not None
+        routed = RoutedCounts()
         # When 10,000 tasks are routed
         counts = Counter(route(policy, routed) for _ in range(10_000))
         # Then its own routes keep the queues level (max/mean at most 1.05)
@@ -127,8 +123,7 @@ class TestPowerOfTwo:
     def test_a_new_sample_replaces_the_estimate(self) -> None:
         # Given 40 tasks routed over two queues since the last sample
         policy, sampler = self.policy({QA: 0, QB: 0})
-        routed = policy.estimate.routed
-        assert routed is not None
+        routed = RoutedCounts()
         for _ in range(40):
             route(policy, routed, (QA, QB))
         assert policy.estimate.load(QA) + policy.estimate.load(QB) == 40
@@ -186,3 +181,28 @@ def test_start_samples_every_registered_queue_on_the_table_redis(
     finally:
         sampler.stop()
         stop(snapshot)
+
+
+@pytest.mark.parametrize("name", ["least_loaded", "p2c"])
+def test_a_task_reads_a_few_estimates_whatever_the_fleet(name: str) -> None:
+    # Given 10,000 up queues of random depths, sampled once
+    queues = tuple(f"rfqueue.w{i}@h" for i in range(10_000))
+    policy: Any = create_policy(Settings(policy=name, seed=1))
+    policy.estimate.sampler = StubSampler({q: (i * 7919) % 13 for i, q in enumerate(queues)})
+    policy.choose(queues, "t", (), {}, {})  # least_loaded builds its heap: once per sample
+    reads = 0
+    real = policy.estimate.load
+
+    def counted(queue: str) -> int:
+        nonlocal reads
+        reads += 1
+        return int(real(queue))
+
+    policy.estimate.load = counted
+    # When 1,000 tasks are routed
+    picks = Counter(policy.choose(queues, "t", (), {}, {}) for _ in range(1000))
+    # Then each read a few estimates (a scan would read 10,000), and least_loaded filled
+    # the 770 empty queues, then went on to those of depth 1
+    assert reads <= 3 * 1000, reads
+    if name == "least_loaded":
+        assert {policy.estimate.sampler.depths[q] for q in picks} == {0, 1}

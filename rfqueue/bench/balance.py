@@ -6,24 +6,44 @@ queue depths through their samplers) and then counted per queue. The row's ratio
 the fullest queue over the mean (1.0 is perfect); for ``weighted`` each count is
 first divided by its worker's share. The baseline column shows what a perfect split
 would put in each queue.
+
+The rescue spread rows pause b4 with a backlog of tasks in its queue and let one
+rescuer round move them, choosing with ``least_loaded`` or ``p2c`` (started as a
+worker starts them: one depth read, then a read every ``depth_interval``); b2 and b3
+hold one task more than b1 at the read. A policy that did not count its own moves
+poured the whole backlog onto b1 (3000/0/0).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery import Celery
+
 from rfqueue.bench.common import Bench, Row
 from rfqueue.bench.publish import task_of
 from rfqueue.bench.routing import rfqueue_app, stop_sampler
+from rfqueue.brokers.redis import RedisBroker
 from rfqueue.brokers.redis_layout import queue_depths, queue_lists
 from rfqueue.demo.fleet import wait_for
 from rfqueue.routing.dispatch import dispatch_many
+from rfqueue.routing.policies import create_policy
+from rfqueue.routing.routed import RoutedCounts
+from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
+from rfqueue.table.entry import Reason
+from rfqueue.table.snapshot import Snapshot
+from rfqueue.worker.choosers import policy_chooser
+from rfqueue.worker.rescue import Rescuer
 
 WORKERS = ("b1@bench", "b2@bench", "b3@bench", "b4@bench")
 QUEUES = tuple(f"rfqueue.{w}" for w in WORKERS)
 WEIGHTS = {"b1@bench": 3, "b2@bench": 2}  # b3 and b4 weigh 1
 TARGETS = {"round_robin": "<= 1.02", "p2c": "<= 1.05"}
+#: tasks in the paused worker's queue when the rescuer moves them
+RESCUED = 3000
+#: the rescuer's policies whose spread of a rescued backlog is measured
+RESCUERS = {"least_loaded": "<= 1.05", "p2c": "<= 1.1"}
 POLICIES: dict[str, dict[str, Any]] = {
     "round_robin": {},
     "random": {"seed": 1},
@@ -79,4 +99,40 @@ def run(bench: Bench) -> list[Row]:
                 f"{count:,} tasks over 4 up workers" + (f", {extra}" if extra else ""),
             )
         )
+    table.pause(WORKERS[3], 600, Reason.MANUAL, note="bench")
+    for policy, target in RESCUERS.items():
+        moved = rescue_spread(bench, table, policy, RESCUED)
+        rows.append(
+            Row(
+                f"rescue spread: max/mean ({policy})",
+                " ".join(str(moved.get(q, 0)) for q in QUEUES[:3]),
+                f"{RESCUED / 3:,.0f} each",
+                max(moved.values()) / (RESCUED / 3),
+                target,
+                f"{RESCUED:,} tasks of paused b4 moved in one round over 3 up workers",
+            )
+        )
     return rows
+
+
+def rescue_spread(bench: Bench, table: FailureTable, policy: str, count: int) -> dict[str, int]:
+    """Tasks one rescuer round moved from paused b4 to each up worker, chosen by ``policy``."""
+    client = bench.client()
+    client.delete(*(key for q in QUEUES for key in queue_lists(q)))
+    app = Celery("bench-backlog", broker=bench.url, set_as_current=False)
+    app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
+    app.conf.task_routes = {"bench.noop": {"queue": QUEUES[3]}}
+    dispatch_many(task_of(app), [{"n": n} for n in range(count)])
+    for queue in QUEUES[1:3]:
+        client.lpush(queue, client.lindex(QUEUES[3], 0))
+    snapshot = Snapshot(table, refresh_interval=60, heartbeat_timeout=3600)
+    snapshot.refresh()
+    broker = RedisBroker(client)
+    chooser = create_policy(Settings(policy=policy, seed=1))
+    chooser.start(snapshot, RoutedCounts(), broker.depths)
+    try:
+        report = Rescuer(snapshot, broker, policy_chooser(chooser), 3600).run_once()
+    finally:
+        getattr(chooser, "sampler").stop()  # noqa: B009  (least_loaded and p2c have one)
+        app.close()
+    return {target: n for (_, target), n in report.moved.items()}

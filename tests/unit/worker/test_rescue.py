@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from rfqueue.brokers.redis import RedisBroker
-from rfqueue.routing.policies import Policy, PolicyError
+from rfqueue.routing.policies import Policy, PolicyError, create_policy
+from rfqueue.routing.routed import RoutedCounts
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason, State
@@ -23,7 +24,7 @@ from rfqueue.table.snapshot import Snapshot
 from rfqueue.worker.choosers import RESCUE_TASK_NAME, policy_chooser
 from rfqueue.worker.rescue import Rescuer
 from tests.unit.conftest import FakeClock, beat_while
-from tests.unit.kombu_fakes import Broker
+from tests.unit.kombu_fakes import Broker, kombu_messages, push
 
 W1, W2, W3, W4 = "w1@h", "w2@h", "w3@h", "w4@h"
 TIMEOUT = 5.0
@@ -370,3 +371,30 @@ def test_a_rescue_keeps_each_task_in_its_pool_with_workers_that_have_it(world: W
 
     world.rescuer.broker.move = never  # type: ignore[method-assign]
     assert world.rescuer.run_once().moved == Counter()
+
+
+@pytest.mark.parametrize("name", ["least_loaded", "p2c"])
+def test_a_rescued_backlog_is_spread_by_the_policy_counting_its_own_moves(
+    world: World, name: str
+) -> None:
+    # Given w4 paused with 900 waiting tasks, and w2, w3 one task longer than w1 at the
+    # policy's one depth read (no other read during the round; the bench's "rescue
+    # spread" rows move 3,000 on a real Redis)
+    world.start_fleet([W1, W2, W3, W4])
+    world.pause(W4)
+    push(world.client, q(W4), kombu_messages(q(W4), 900))
+    for worker in (W2, W3):
+        world.broker.send(q(worker), 1)
+    world.snapshot.refresh()
+    policy = create_policy(Settings(policy=name, depth_interval=3600, seed=1))
+    broker = RedisBroker(world.client)
+    policy.start(world.snapshot, RoutedCounts(), broker.depths)
+    try:
+        # When the rescuer moves them with that policy
+        rescuer = Rescuer(world.snapshot, broker, policy_chooser(policy), TIMEOUT)
+        moved = Counter({target: n for (_, target), n in rescuer.run_once().moved.items()})
+    finally:
+        policy.sampler.stop()  # type: ignore[attr-defined]
+    # Then they are spread over the three up workers (not 900/0/0 onto the shortest)
+    assert sum(moved.values()) == 900
+    assert max(moved.values()) / 300 <= 1.05, moved

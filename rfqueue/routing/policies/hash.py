@@ -11,8 +11,8 @@ A user task sent without the key raises :class:`~rfqueue.routing.policies.Policy
 
 The ring is built off the hot path: when the policy starts, and then by the snapshot's
 refresh thread (a hook, held weakly) when the registered workers have changed (a ring
-of 10,000 workers takes seconds to hash). A task costs one hash and a binary search, O(log n); the walk past
-owners that are not up is as long as the run of them on the ring.
+of 10,000 workers takes seconds to hash). A task costs one hash and a binary search,
+O(log n); the walk past owners that are not up is as long as the run of them on the ring.
 """
 
 from __future__ import annotations

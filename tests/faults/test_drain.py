@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rfqueue.control import RemoteControl
 from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
+from rfqueue.keys import Keys
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import Reason
 from tests.faults.conftest import scenario_line
@@ -27,6 +29,7 @@ from tests.integration.conftest import nodename, rfqueue_cli, wait_for_seqs
 from tests.integration.test_routing import wait_until_routable
 
 LONG = 8.0
+CONTROL_QUEUE = Keys("rfqueue").control_queue
 QUICK = 30
 
 
@@ -60,6 +63,9 @@ def only_w1(redis_client: Any, app: Any) -> Iterator[None]:
     for other in others:
         assert table.pause(other, 60, Reason.MANUAL).changed
     wait_for(lambda: _up(app) == (f"rfqueue.{nodename('w1')}",), 5, what="only w1 routable")
+    # And they consume nothing: a pool's shared queue stays theirs until they cancel it
+    control = RemoteControl(app)
+    wait_for(lambda: all(control.consumed(w) == [CONTROL_QUEUE] for w in others), 10, what="paused")
     yield
     for other in others:
         assert table.resume(other).changed

@@ -18,7 +18,7 @@ import redis
 from celery import Celery
 
 import rfqueue
-from rfqueue.bench.common import PLAIN, POLLING_INTERVAL
+from rfqueue.bench.common import PLAIN, POLLING_INTERVAL, SLOWDOWN
 
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
 app = Celery("rfqueue_bench", broker=broker_url, set_as_current=False)
@@ -32,6 +32,8 @@ if os.environ.get(POLLING_INTERVAL):
     app.conf.broker_transport_options = options
 if os.environ.get(PLAIN) != "1":
     rfqueue.install(app)
+#: this worker's work takes this many times longer (one slow worker of an uneven fleet)
+slowdown = float(os.environ.get(SLOWDOWN) or 1)
 
 
 @cache
@@ -46,7 +48,8 @@ def noop(n: int = 0, user: str = "") -> None:
 
 @app.task(name="bench.latency")  # type: ignore[untyped-decorator]
 def latency(sent: float, key: str, work: float = 0.0) -> None:
-    """Work for ``work`` seconds, then append the seconds since ``sent`` to the list ``key``."""
+    """Work for ``work`` seconds (times this worker's slowdown), then append the seconds
+    since ``sent`` to the list ``key``."""
     if work:
-        time.sleep(work)
+        time.sleep(work * slowdown)
     _client().rpush(key, time.time() - sent)

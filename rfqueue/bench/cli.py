@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from rfqueue.bench.common import Bench, Row
 
 #: families in the order they run; the fleet-based ones come last
-FAMILIES = ("routing", "fleet_cost", "memory", "publish", "balance", "scale", "e2e", "failover")
+FAMILIES = (
+    "routing", "fleet_cost", "memory", "publish", "balance", "scale", "e2e", "uneven", "failover",
+)
 
 
 @click.command()

@@ -27,6 +27,8 @@ PLAIN = "BENCH_PLAIN_CELERY"
 #: seconds of kombu's ``polling_interval`` (its BRPOP timeout, 1 s by default) in the
 #: bench app, to try how fast a resumed worker picks up its queue; unset: the default
 POLLING_INTERVAL = "BENCH_POLLING_INTERVAL"
+#: a bench worker's work takes this many times longer (unset: 1)
+SLOWDOWN = "BENCH_SLOWDOWN"
 
 #: the bench app's worker command (see rfqueue/bench/app.py)
 WORKER_ARGV = ("-A", "rfqueue.bench.app", "worker", "--concurrency", "1", "--loglevel", "INFO")

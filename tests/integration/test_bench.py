@@ -17,11 +17,10 @@ from tests.conftest import require_binary
 
 pytestmark = pytest.mark.integration
 
+POLICIES = ("pull", "round_robin", "random", "p2c", "least_loaded", "weighted", "hash")
 ROWS = [
-    *(
-        f"router cost ({policy})"
-        for policy in ("round_robin", "random", "p2c", "least_loaded", "weighted", "hash")
-    ),
+    *(f"router cost ({policy})" for policy in POLICIES),
+    *(f"per-task cost by fleet size ({policy})" for policy in POLICIES),
     "memory: RSS after",
     "publish throughput: apply_async loop",
     "batch dispatch: dispatch_many vs apply_async loop",
@@ -29,7 +28,15 @@ ROWS = [
         f"balance: max/mean ({policy})"
         for policy in ("round_robin", "random", "p2c", "least_loaded", "weighted", "hash")
     ),
+    "rescue spread: max/mean (least_loaded)",
+    "rescue spread: max/mean (p2c)",
     "end to end: publish + drain, 3 workers",
+    *(
+        f"uneven: {scenario}, {load} ({policy})"
+        for scenario in ("one worker 5x slower", "1 task in 10 of 100 ms")
+        for load in ("60%", "85%")
+        for policy in ("pull", "p2c", "least_loaded")
+    ),
     "propagation: pause -> 4 producers' routers (p99)",
     "propagation: pause -> consumer cancelled (p99)",
     "tail latency: p99 with 1 of 4 paused, rotating",

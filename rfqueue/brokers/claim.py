@@ -31,16 +31,32 @@ def claim_pool_deliveries(channel: Any, own_queue: str) -> None:
     qos = getattr(channel, "qos", None)
     if qos is None or getattr(qos, _WRAPPED, False) or not hasattr(qos, "append"):
         return
-    qos.append = _claiming(qos.append, own_queue)
+    qos.append = _claiming(qos.append, own_queue, channel)
     setattr(qos, _WRAPPED, True)
 
 
-def _claiming(append: Callable[..., Any], own_queue: str) -> Callable[..., Any]:
+def _claiming(append: Callable[..., Any], own_queue: str, channel: Any) -> Callable[..., Any]:
     def record(message: Any, delivery_tag: Any) -> Any:
-        readdress(message, own_queue)
+        if _consumed(channel, message):
+            readdress(message, own_queue)
         return append(message, delivery_tag)
 
     return record
+
+
+def _consumed(channel: Any, message: Any) -> bool:
+    """The worker still consumes the queue ``message`` came from.
+
+    A read that was under way when a pause cancelled the pool's consumer delivers a
+    message nobody here will run: kombu records it, then rejects it back to the queue
+    its record names ("Requeuing undeliverable message ... No consumers"). Readdressed,
+    it would go back to the paused worker's own queue instead of its pool's.
+    """
+    callbacks = getattr(getattr(channel, "connection", None), "_callbacks", None)
+    info = getattr(message, "delivery_info", None)
+    if not isinstance(callbacks, dict) or not isinstance(info, dict):
+        return True  # not kombu's virtual transport: nothing to tell
+    return info.get("routing_key") in callbacks
 
 
 def readdress(message: Any, own_queue: str) -> bool:

@@ -121,9 +121,11 @@ def paused_with_backlog(
         fleet.wait_ready(name)
     w1, w2 = nodename("w1"), nodename("w2")
     wait_until_routable(app, w1, w2)
-    # And a backlog at each, routed while both were up
+    # And a backlog in each one's own queue (where a push policy routes; the default pull
+    # policy would use the pool's shared queue, which a paused worker leaves to the other)
     for seq in range(BACKLOG):
-        record.apply_async(kwargs={"seq": seq, "sent": time.time(), "sleep": TASK_SECONDS})
+        kwargs = {"seq": seq, "sent": time.time(), "sleep": TASK_SECONDS}
+        record.apply_async(kwargs=kwargs, queue=f"rfqueue.{(w1, w2)[seq % 2]}")
     wait_for(lambda: depth(redis_client, w2) >= 6, 10, interval=0.05, what="w2's backlog")
     # When w2 is paused with the rfqueue command
     out = rfqueue_cli(redis_server, "pause", w2, "--for", "120", "--reason", "kernel upgrade")

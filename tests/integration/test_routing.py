@@ -27,16 +27,25 @@ def wait_until_routable(app: Any, *workers: str) -> None:
     wait_for(lambda: queues <= set(snapshot.up_queues), 10, what=f"{workers} routable")
 
 
-def test_three_workers_share_300_tasks_fairly(three_workers: Fleet, redis_client: Any, app: Any):
-    # Given three idle workers that the router sees up
-    from workers.tasks import record
+def round_robin_producer(redis_server: RedisServer) -> Celery:
+    """A producer app like the reference one, with the round_robin policy."""
+    producer = Celery("rr", broker=redis_server.url, set_as_current=False)
+    producer.conf.update(rfqueue.recommended_config(redis_server.url), task_ignore_result=True)
+    rfqueue.install(producer, policy="round_robin")
+    return producer
 
+
+def test_round_robin_gives_three_workers_300_tasks_in_fair_shares(
+    three_workers: Fleet, redis_client: Any, redis_server: RedisServer
+):
+    # Given three idle workers that a round robin producer sees up
+    producer = round_robin_producer(redis_server)
     names = [nodename(n) for n in ("w1", "w2", "w3")]
-    wait_until_routable(app, *names)
+    wait_until_routable(producer, *names)
 
     # When 300 tasks are sent the ordinary Celery way
     for seq in range(300):
-        record.delay(seq, time.time())
+        producer.send_task("workers.tasks.record", args=(seq, time.time()))
 
     # Then every task ran once, from its worker's dedicated queue, each worker its third
     lines = wait_for_seqs(redis_client, set(range(300)), timeout=60)
@@ -45,6 +54,28 @@ def test_three_workers_share_300_tasks_fairly(three_workers: Fleet, redis_client
     shares = Counter(line["worker"] for line in lines)
     assert set(shares) == set(names)
     assert all(95 <= shares[n] <= 105 for n in names), shares
+
+
+def test_the_default_pull_policy_lets_every_worker_take_from_the_pool(
+    three_workers: Fleet, redis_client: Any, app: Any
+):
+    # Given three idle workers that the reference app (the default policy, pull) sees up
+    from workers.tasks import record
+
+    names = [nodename(n) for n in ("w1", "w2", "w3")]
+    wait_until_routable(app, *names)
+
+    # When 300 tasks of 10 ms are sent the ordinary Celery way
+    for seq in range(300):
+        record.delay(seq, time.time(), 0.01)
+
+    # Then every task ran once and every worker took a share of the pool's queue; each
+    # ran as if from its own queue (rfqueue readdresses what a worker takes from its pool)
+    lines = wait_for_seqs(redis_client, set(range(300)), timeout=60)
+    assert len(lines) == 300
+    assert all(line["queue"] == f"rfqueue.{line['worker']}" for line in lines)
+    shares = Counter(line["worker"] for line in lines)
+    assert set(shares) == set(names), shares
 
 
 def test_send_task_by_name_and_chains_are_routed(three_workers: Fleet, redis_client: Any, app: Any):

@@ -52,6 +52,7 @@ def test_the_unacked_entry_names_the_worker_and_the_rescue_finds_it(
         handoff.wrap(channel)
         claim_pool_deliveries(channel, OWN)
         claim_pool_deliveries(channel, OWN)  # a second wrap is a no-op
+        channel.basic_consume("video", False, lambda message: None, "w1")  # w1 consumes it
         # When w1 takes it and dies before acking
         message = channel.basic_get("video", no_ack=False)
     # Then kombu recorded it under w1's own queue
@@ -62,4 +63,24 @@ def test_the_unacked_entry_names_the_worker_and_the_rescue_finds_it(
     restored = messages_on(client).restore_unacked({OWN}, lambda task, pool: pool)
     assert restored == {"video": 1}
     assert broker.consume_ids("video") == [message.headers["id"]]
+    assert client.hlen("unacked") == 0
+
+
+def test_a_message_delivered_after_its_pool_was_cancelled_goes_back_to_the_pool(
+    broker: Broker, client: Any
+) -> None:
+    # Given a task the router sent to the video pool, and w1's claimed kombu channel
+    with broker.app.producer_or_acquire() as producer:
+        broker.app.send_task(
+            TASK, queue="video", headers={POOL_HEADER: "video"}, producer=producer
+        )
+    with kombu_channel(broker) as channel:
+        handoff.wrap(channel)
+        claim_pool_deliveries(channel, OWN)
+        # When a read under way as w1's pause cancelled the video consumer delivers it
+        raw = client.rpop("video")
+        channel.connection._deliver(json.loads(raw), "video")
+    # Then kombu put it back in the pool's queue (not w1's own), and nothing is unacked
+    assert client.llen("video") == 1
+    assert client.llen(OWN) == 0
     assert client.hlen("unacked") == 0

@@ -95,6 +95,8 @@ def run_suite(python: Path, tree: Path, mode: str, port: int, extra: list[str]) 
 #: the suite's own check (t/integration/conftest.py) after every test that its apps'
 #: task_queues hold only `celery`: a worker with rfqueue adds its own two queues there
 QUEUES_CHECK = "must only use the shared celery queue"
+#: outcomes, the one that wins when a test has several first
+WORST_FIRST = ("failed", "error", "skipped", "passed")
 
 
 def outcomes(report: Path) -> tuple[dict[str, str], set[str]]:
@@ -111,7 +113,9 @@ def outcomes(report: Path) -> tuple[dict[str, str], set[str]]:
             else:
                 kinds.add(child.tag)
         outcome = next((k for k in ("failure", "error", "skipped") if k in kinds), "passed")
-        result[test] = {"failure": "failed"}.get(outcome, outcome)
+        outcome = {"failure": "failed"}.get(outcome, outcome)
+        # A call that failed and a teardown that errored are two testcase elements
+        result[test] = min(outcome, result.get(test, "passed"), key=WORST_FIRST.index)
     return result, checked
 
 

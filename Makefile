@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/rfqueue bench --doc docs/benchmarks.md
 
 # Celery's own integration suite, with and without rfqueue (fetched from the installed
-# Celery's sdist; about an hour on 2 cores, not part of `make test`): docs/testing.md.
+# Celery's sdist; about 50 minutes for both runs on 2 cores, not in `make test`): docs/testing.md.
 celery-suite: $(STAMP)
 	$(BIN)/python scripts/celery_suite/run.py
 

@@ -7,8 +7,10 @@ but this server (never a shared Redis on 6379).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
@@ -54,3 +56,19 @@ def redis_server(request: pytest.FixtureRequest) -> RedisServer:
     """The session's private redis-server (skipped locally, failed in CI, without one)."""
     require_binary("redis-server")
     return request.config.stash[REDIS_SERVER]
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo what Celery's ``start_worker`` does to the process for its worker: the root
+    logger's level (ERROR) and handler, which would hide later tests' warnings, and the
+    current and default app."""
+    from celery import _state
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    apps = (_state.default_app, getattr(_state._tls, "current_app", None))
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    _state.default_app, _state._tls.current_app = apps

@@ -22,6 +22,9 @@ from rfqueue.demo.fleet import RedisServer, wait_for
 from rfqueue.settings import Settings
 from rfqueue.table.registry import snapshot_for
 
+#: Celery's start_worker sets up logging for a worker: undone after each test
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
 PRIORITIES = [1, 5, 9, 3, 7, 0]
 STARTED, RELEASE = threading.Event(), threading.Event()
 #: what the worker ran, in order

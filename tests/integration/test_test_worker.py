@@ -23,6 +23,9 @@ from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from rfqueue.table.registry import snapshot_for
 
+#: Celery's start_worker sets up logging for a worker: undone after each test
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
 NAMESPACE = "intest"
 RUNS = 20
 #: set to let intest.hold finish

@@ -76,6 +76,6 @@ def test_unknown_family_is_one_line_and_exit_2() -> None:
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "rfqueue: error: Invalid value for '--only': unknown family nope; "
-        "choose from routing, memory, publish, balance, scale, e2e, failover"
+        "choose from routing, fleet_cost, memory, publish, balance, scale, e2e, uneven, failover"
     ]
     assert out.stdout == ""

@@ -5,6 +5,7 @@
 -- No budget is checked: a deploy is not chaos (but draining workers count as not up in
 -- chaos's budget). A drain that never ends without the worker's stop is not replaced by
 -- one that does; a down worker has nothing to drain (status 'state').
+-- A paused worker's own shutdown keeps the pause ('noop').
 local name, reason, seconds, max_pause, note = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 if note == '' then note = NULL end
 local e = load(name)
@@ -16,6 +17,9 @@ if seconds ~= '' then
   drain_until = NOW + s
 end
 if e.state == 'down' then return reply('state', e) end
+-- A paused worker that stops already takes nothing: it keeps its pause (and its end), so
+-- that restarted it comes back paused until then.
+if seconds == '' and effective(e) == 'paused' then return reply('noop', e) end
 local draining = effective(e) == 'draining'
 if draining and (e['until'] == nil or e['until'] == NULL) then return reply('noop', e) end
 local since = e.since

@@ -109,15 +109,22 @@ class TestDrain:
         assert table.pause(W1, 10, Reason.MANUAL).status == "state"
         assert entry_of(table, W1).state is State.DRAINING
 
-    def test_a_paused_worker_drains_and_loses_its_pause(
-        self, table: FailureTable, clock: Any
-    ) -> None:
+    def test_a_paused_worker_that_stops_keeps_its_pause(self, table: FailureTable, clock: Any) -> None:
+        # Its own shutdown changes nothing: it takes nothing already, and restarted it
+        # comes back paused until the pause's end (as before drains existed)
         register(table, W1)
-        table.pause(W1, 100, Reason.CHAOS)
-        table.drain(W1, Reason.SHUTDOWN)
+        until = table.pause(W1, 100, Reason.CHAOS).entry.until
+        assert table.drain(W1, Reason.SHUTDOWN).status == "noop"
         table.mark_down(W1, Reason.SHUTDOWN)
         table.register(W1, q(W1))
-        assert entry_of(table, W1).state is State.UP
+        e = entry_of(table, W1)
+        assert (e.state, e.until) == (State.PAUSED, until)
+
+    def test_an_operator_drain_replaces_a_pause(self, table: FailureTable, clock: Any) -> None:
+        register(table, W1)
+        table.pause(W1, 100, Reason.CHAOS)
+        assert table.drain(W1, Reason.MANUAL, seconds=50).status == "ok"
+        assert entry_of(table, W1).state is State.DRAINING
 
     def test_down_unknown_and_bad_durations(self, table: FailureTable, clock: Any) -> None:
         register(table, W1)

@@ -109,7 +109,9 @@ class TestDrain:
         assert table.pause(W1, 10, Reason.MANUAL).status == "state"
         assert entry_of(table, W1).state is State.DRAINING
 
-    def test_a_paused_worker_that_stops_keeps_its_pause(self, table: FailureTable, clock: Any) -> None:
+    def test_a_paused_worker_that_stops_keeps_its_pause(
+        self, table: FailureTable, clock: Any
+    ) -> None:
         # Its own shutdown changes nothing: it takes nothing already, and restarted it
         # comes back paused until the pause's end (as before drains existed)
         register(table, W1)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rfqueue.demo.fleet import Fleet, RedisServer
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import State
 from tests.integration.conftest import active_queues, nodename, wait_for_seqs
@@ -37,7 +37,7 @@ class Observer:
     redis_server: RedisServer
     max_not_up: int = 0
     samples: int = 0
-    #: (worker, still consuming its queue?) for checks made well inside a pause
+    #: (worker, still consuming its queue or a pool?) for checks made well inside a pause
     checks: list[tuple[str, bool]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -59,7 +59,8 @@ class Observer:
                     queues = active_queues(self.redis_server, e.worker)
                     still = self.table.entries()[e.worker]
                     if still.version == e.version and time.time() < e.until:
-                        self.checks.append((e.worker, e.queue in queues))
+                        consumed = {e.queue, *e.pools} & set(queues)
+                        self.checks.append((e.worker, bool(consumed)))
                     break
             self.stop.wait(0.2)
 
@@ -110,6 +111,8 @@ def test_chaos_for_20s_over_three_workers_and_2000_tasks(
 
     # Then every task completes
     lines = wait_for_seqs(redis_client, set(range(2000)), timeout=90)
+    # (chaos goes on: on a loaded box an inspect round trip can outlast most pauses)
+    wait_for(lambda: len(observer.checks) >= 2, 90, interval=0.5, what="two consumer checks")
     observer.stop.set()
     for t in threads:
         t.join(10)

@@ -25,6 +25,9 @@ CHAOS = {
     "RFQUEUE_CHAOS_MAX_DURATION": "3",
     "RFQUEUE_MAX_PAUSED": "1",
     "RFQUEUE_MIN_UP": "1",
+    # A push policy, where a pause strands what was routed to the worker (the rescue's
+    # case); under the default pull, tasks wait in the pool's queue the others consume.
+    "RFQUEUE_POLICY": "round_robin",
 }
 
 
@@ -74,7 +77,8 @@ def test_chaos_at_a_high_rate_for_30s_over_four_workers(
         str(TASKS),
     ]
     started = time.time()
-    producer = ManagedProcess(argv, fleet.workdir / "producer.log", fleet.env, ROOT)
+    env = {**fleet.env, "RFQUEUE_POLICY": CHAOS["RFQUEUE_POLICY"]}
+    producer = ManagedProcess(argv, fleet.workdir / "producer.log", env, ROOT)
     fleet.others.append(producer)
     wait_for(lambda: not producer.alive(), 90, interval=0.5, what="the producer to finish")
     assert producer.proc.returncode == 0, producer.log()[-2000:]

@@ -88,9 +88,19 @@ def amqp_fleet(amqp_url: str, redis_server: RedisServer, tmp_path: Path) -> Iter
 
 
 def start_producer(
-    fleet: Fleet, count: int, rate: float = 200, sleep: float = 0.0, ledger: str = LEDGER
+    fleet: Fleet,
+    count: int,
+    rate: float = 200,
+    sleep: float = 0.0,
+    ledger: str = LEDGER,
+    policy: str | None = None,
 ) -> ManagedProcess:
-    """The compose producer's command (``python -m workers.producer``) on the fleet's broker."""
+    """The compose producer's command (``python -m workers.producer``) on the fleet's broker.
+
+    ``policy`` routes its tasks with that policy (``RFQUEUE_POLICY``) instead of the
+    default; the workers keep theirs.
+    """
     argv = [sys.executable, "-m", "workers.producer", "--rate", str(rate), "--duration", "60"]
     argv += ["--count", str(count), "--sleep", str(sleep), "--ledger", ledger]
-    return ManagedProcess(argv, fleet.workdir / "producer.log", fleet.env, ROOT)
+    env = {**fleet.env, **({"RFQUEUE_POLICY": policy} if policy else {})}
+    return ManagedProcess(argv, fleet.workdir / "producer.log", env, ROOT)

@@ -20,10 +20,14 @@ from rfqueue.table import FailureTable
 from rfqueue.table.entry import State
 from tests.amqp.conftest import rabbitmqctl_output, start_producer
 from tests.faults.conftest import scenario_line
-from tests.integration.conftest import ROOT, nodename, wait_for_seqs
+from tests.integration.conftest import ROOT, ledger, nodename, wait_for_seqs
 
 W1, W2 = nodename("w1"), nodename("w2")
 Q1, Q2 = f"rfqueue.{W1}", f"rfqueue.{W2}"
+#: the pool's shared queue (the default queue), where the default policy, pull, sends tasks
+POOL = "celery"
+#: a push policy: each task goes to one up worker's own queue, in turn
+PUSH = "round_robin"
 
 CHAOS = {
     "RFQUEUE_CHAOS_ENABLED": "true",
@@ -57,17 +61,29 @@ def cli(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, *args], capture_output=True, text=True, env=fleet.env, timeout=30)
 
 
-def active_queues(fleet: Fleet, worker: str) -> list[str]:
-    """``celery inspect active_queues`` over RabbitMQ's remote control."""
+def inspect(fleet: Fleet, worker: str, command: str) -> list[Any]:
+    """``celery inspect <command>``'s reply from ``worker``, over RabbitMQ's remote control."""
     exe = os.path.join(os.path.dirname(sys.executable), "celery")
-    argv = [exe, "-A", "workers.app", "inspect", "active_queues", "-d", worker, "-j", "-t", "3"]
+    argv = [exe, "-A", "workers.app", "inspect", command, "-d", worker, "-j", "-t", "3"]
     out = subprocess.run(argv, capture_output=True, text=True, env=fleet.env, cwd=ROOT, timeout=30)
     assert out.returncode == 0, out.stderr + out.stdout
-    return [q["name"] for q in json.loads(out.stdout)[worker]]
+    reply: list[Any] = json.loads(out.stdout)[worker]
+    return reply
 
 
-def produce(fleet: Fleet, count: int, ledger_key: str, sleep: float = 0.0) -> None:
-    producer = start_producer(fleet, count, sleep=sleep, ledger=ledger_key)
+def active_queues(fleet: Fleet, worker: str) -> list[str]:
+    return [q["name"] for q in inspect(fleet, worker, "active_queues")]
+
+
+def running_seqs(fleet: Fleet, worker: str) -> list[int]:
+    """The seqs of the ``record`` tasks ``worker`` is running (``celery inspect active``)."""
+    return [task["kwargs"]["seq"] for task in inspect(fleet, worker, "active")]
+
+
+def produce(
+    fleet: Fleet, count: int, ledger_key: str, sleep: float = 0.0, policy: str | None = None
+) -> None:
+    producer = start_producer(fleet, count, sleep=sleep, ledger=ledger_key, policy=policy)
     wait_for(lambda: not producer.alive(), 60, what="the producer to finish")
     assert producer.proc.returncode == 0, producer.log()
 
@@ -80,18 +96,31 @@ def test_routing_and_pausing_work_over_rabbitmq(amqp_fleet: Fleet, redis_client:
     out = cli(amqp_fleet, "pause", W1, "--for", "60")
     assert out.returncode == 0, out.stderr
 
-    # Then w1 stops consuming its queue (Celery's own inspect says so, over AMQP)
-    wait_for(lambda: Q1 not in active_queues(amqp_fleet, W1), 15, what="w1 to stop consuming")
-    assert Q2 in active_queues(amqp_fleet, W2)
-    # And 40 tasks sent the ordinary way all run on w2
+    # Then w1 consumes neither its own queue nor the pool's (Celery's own inspect says
+    # so, over AMQP), while w2 consumes both
+    wait_for(
+        lambda: {Q1, POOL}.isdisjoint(active_queues(amqp_fleet, W1)),
+        15,
+        what="w1 to stop consuming",
+    )
+    assert {Q2, POOL} <= set(active_queues(amqp_fleet, W2))
+    # And 40 tasks sent the ordinary way (the default policy, pull) all run on w2
     produce(amqp_fleet, 40, "ledger:paused")
     lines = wait_for_seqs(redis_client, set(range(40)), 30, key="ledger:paused")
     assert Counter(line["worker"] for line in lines) == {W2: 40}
 
-    # When w1 is resumed, it consumes again and takes its share of the next 40
+    # When w1 is resumed, it consumes both again
     assert cli(amqp_fleet, "resume", W1).returncode == 0
-    wait_for(lambda: Q1 in active_queues(amqp_fleet, W1), 15, what="w1 to consume again")
-    produce(amqp_fleet, 40, "ledger:resumed")
+    wait_for(
+        lambda: {Q1, POOL} <= set(active_queues(amqp_fleet, W1)), 15, what="w1 to consume again"
+    )
+    # And under pull both take from the pool's queue again
+    produce(amqp_fleet, 40, "ledger:pulled")
+    lines = wait_for_seqs(redis_client, set(range(40)), 30, key="ledger:pulled")
+    assert Counter(line["worker"] for line in lines).keys() == {W1, W2}
+    # And a push policy (round robin; fair shares are its promise, not pull's) gives w1
+    # exactly its half of the next 40, through its own queue
+    produce(amqp_fleet, 40, "ledger:resumed", policy=PUSH)
     lines = wait_for_seqs(redis_client, set(range(40)), 30, key="ledger:resumed")
     assert Counter(line["worker"] for line in lines) == {W1: 20, W2: 20}
     assert all(line["queue"] == f"rfqueue.{line['worker']}" for line in lines)
@@ -100,9 +129,11 @@ def test_routing_and_pausing_work_over_rabbitmq(amqp_fleet: Fleet, redis_client:
 def test_tasks_waiting_for_a_paused_worker_move_over_rabbitmq(
     amqp_fleet: Fleet, amqp_url: str, redis_client: Any
 ) -> None:
-    # Given a backlog at both workers: 60 tasks of 0.2 s, 30 each
+    # Given a backlog at both workers: 60 tasks of 0.2 s, 30 in each one's own queue
+    # (sent with a push policy: under the default, pull, they would wait in the pool's
+    # shared queue, which a paused worker simply leaves to the other)
     table = start_two(amqp_fleet, redis_client)
-    produce(amqp_fleet, 60, "ledger:rescue", sleep=0.2)
+    produce(amqp_fleet, 60, "ledger:rescue", sleep=0.2, policy=PUSH)
     broker = AmqpBroker(amqp_url, socket_timeout=2)
     try:
         assert broker.depths([Q1])[Q1] >= 10
@@ -112,7 +143,7 @@ def test_tasks_waiting_for_a_paused_worker_move_over_rabbitmq(
         paused_at = next(e.time for e in table.events(20) if e.action == "pause")
 
         # Then its queue is empty within 2 s: consumed with basic.get, republished with
-        # confirms to w2, acknowledged
+        # confirms (to the pool's queue, under the workers' policy, pull), acknowledged
         wait_for(lambda: broker.depths([Q1])[Q1] == 0, 2, interval=0.02, what="w1's queue empty")
         emptied_after = time.time() - paused_at
     finally:
@@ -122,7 +153,8 @@ def test_tasks_waiting_for_a_paused_worker_move_over_rabbitmq(
     lines = wait_for_seqs(redis_client, set(range(60)), 60, key="ledger:rescue")
     runs = Counter(line["seq"] for line in lines)
     late_on_w1 = [x for x in lines if x["worker"] == W1 and x["done"] > paused_at + 0.5]
-    moved = sum(1 for x in lines if x["worker"] == W2 and x["queue"] == Q2)
+    routed = redis_client.hgetall("ledger:rescue:routed")
+    moved = [x for x in lines if x["worker"] == W2 and routed[str(x["seq"])] == Q1]
     scenario_line(
         "rescue over AMQP",
         60,
@@ -132,28 +164,35 @@ def test_tasks_waiting_for_a_paused_worker_move_over_rabbitmq(
     )
     assert set(runs.values()) == {1}, runs
     assert len(late_on_w1) <= 1, late_on_w1
-    assert moved > 30  # w2 ran its own 30 and some of w1's
+    assert Counter(routed.values()) == {Q1: 30, Q2: 30}
+    # And w2 ran the rest of w1's backlog, each from the pool's queue it was moved to
+    assert moved and {x["queue"] for x in moved} == {POOL}, moved
 
 
 def test_a_worker_killed_mid_task_loses_nothing_over_rabbitmq(
     amqp_fleet: Fleet, amqp_url: str, redis_client: Any
 ) -> None:
-    # Given 20 tasks of 0.5 s spread over w1 and w2
+    # Given 20 tasks of 0.5 s sent the ordinary way (the default policy, pull: to the
+    # pool's queue, which w1 and w2 both consume)
     table = start_two(amqp_fleet, redis_client)
     produce(amqp_fleet, 20, "ledger:kill", sleep=0.5)
 
-    # When w1 is killed (SIGKILL, its whole process group) while it holds a task
+    # When w1 is killed (SIGKILL, its whole process group) while it runs a task
     vhost = amqp_url.rsplit("/", 1)[1]
-    wait_for(lambda: unacked(vhost, Q1) >= 1, 15, interval=0.1, what="w1 mid-task")
+    held = wait_for(lambda: running_seqs(amqp_fleet, W1), 15, interval=0.1, what="w1 mid-task")
+    assert unacked(vhost, POOL) >= 1
     amqp_fleet.workers.pop("w1").kill()
     killed_at = time.monotonic()
+    # (what w1 finished between the inspect and the kill is done; the rest it never did)
+    unfinished = set(held) - {x["seq"] for x in ledger(redis_client, "ledger:kill")}
 
-    # Then RabbitMQ requeues what w1 held, the table marks w1 down for want of a
-    # heartbeat, and the rescuer moves w1's queue to w2
+    # Then the table marks w1 down for want of a heartbeat, and RabbitMQ requeues what
+    # w1 held (unacknowledged when its connection was lost), so w2 runs it
     wait_for(lambda: state(table, W1) is State.DOWN, 15, interval=0.1, what="w1 marked down")
     down_after = time.monotonic() - killed_at
     lines = wait_for_seqs(redis_client, set(range(20)), 60, key="ledger:kill")
     runs = Counter(line["seq"] for line in lines)
+    assert all(x["worker"] == W2 for x in lines if x["seq"] in unfinished), (held, lines)
     scenario_line(
         "kill -9 over AMQP",
         20,

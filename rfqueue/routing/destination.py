@@ -57,7 +57,11 @@ def worker_queue(app: Any, name: str, pool: str) -> Queue:
     ``x-queue-type``), else what Celery gives a missing queue, plus
     ``task_queue_max_priority``. Neither queue is added to the app's queues.
     """
-    queues = app.amqp.queues
+    return queue_in(app.amqp.queues, name, pool)
+
+
+def queue_in(queues: Any, name: str, pool: str) -> Queue:
+    """:func:`worker_queue` from the app's ``Queues`` (``app.amqp.queues``) itself."""
     declared = dict.get(queues, name)  # Queues[name] would create it
     if declared is not None:
         return declared  # type: ignore[no-any-return]

@@ -18,7 +18,9 @@ WAITING = 5
 
 def test_purge_clears_the_tasks_waiting_in_a_workers_own_queue(app: Any, redis_client: Any) -> None:
     # Given a registered worker (not running) whose own queue holds 5 tasks
-    worker = nodename("w1")
+    # (a name no other test uses: an explicit queue=<name> string teaches the shared
+    # in-process app that name, which would hide a purge that only knows the app's queues)
+    worker = nodename("purged1")
     FailureTable(redis_client, "rfqueue").register(worker, f"rfqueue.{worker}")
     # (sent there by hand, as a push policy would: the app does not learn the queue)
     own = direct_queue(f"rfqueue.{worker}")

@@ -163,6 +163,9 @@ def _producer(server: HostRedis, fleet: Fleet, key: str, *args: str) -> ManagedP
     env = {
         **os.environ, **FAST,
         "CELERY_BROKER_URL": server.broker_socket_url, "RFQUEUE_REDIS_URL": server.socket_url,
+        # a push policy: the cut must strand a backlog in w1's own queue (under the default
+        # pull it would wait in the pool's queue, which the others consume anyway)
+        "RFQUEUE_POLICY": "round_robin",
     }  # fmt: skip
     argv = [sys.executable, *PRODUCER_COMMAND[1:], "--ledger", key, "--sleep", str(TASK_SLEEP)]
     log = fleet.workdir / f"producer-{key.rsplit(':', 1)[-1]}.log"

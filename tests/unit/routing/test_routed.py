@@ -98,9 +98,10 @@ def test_ten_thousand_threads_leave_one_count_per_queue(client: fakeredis.FakeRe
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    # Then nothing per thread stayed behind (per-thread dicts took about 3 MB), and
+    # Then nothing per thread stayed behind (per-thread dicts took 3 to 23 MB; the
+    # interpreter's own bookkeeping of 10,000 threads leaves about 0.1 MB), and
     # nothing was lost
-    assert grown < 100_000, f"{grown} bytes kept for 10,000 threads"
+    assert grown < 1_000_000, f"{grown} bytes kept for 10,000 threads"
     assert routed.count("qa") == 10_001
     assert routed.flush(client, KEY) == {"qa": 10_001}
 

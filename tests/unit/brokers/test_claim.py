@@ -40,14 +40,19 @@ def test_other_messages_keep_their_address() -> None:
         assert message.delivery_info == before
 
 
-def test_the_unacked_entry_names_the_worker_and_the_rescue_finds_it(
-    broker: Broker, client: Any
-) -> None:
-    # Given a task the router sent to the video pool, and w1's claimed kombu channel
+def send_to_video_pool(broker: Broker) -> None:
+    """A task as the router sends it to the video pool (its queue, its pool header)."""
     with broker.app.producer_or_acquire() as producer:
         broker.app.send_task(
             TASK, queue="video", headers={POOL_HEADER: "video"}, producer=producer
         )
+
+
+def test_the_unacked_entry_names_the_worker_and_the_rescue_finds_it(
+    broker: Broker, client: Any
+) -> None:
+    # Given a task the router sent to the video pool, and w1's claimed kombu channel
+    send_to_video_pool(broker)
     with kombu_channel(broker) as channel:
         handoff.wrap(channel)
         claim_pool_deliveries(channel, OWN)
@@ -70,10 +75,7 @@ def test_a_message_delivered_after_its_pool_was_cancelled_goes_back_to_the_pool(
     broker: Broker, client: Any
 ) -> None:
     # Given a task the router sent to the video pool, and w1's claimed kombu channel
-    with broker.app.producer_or_acquire() as producer:
-        broker.app.send_task(
-            TASK, queue="video", headers={POOL_HEADER: "video"}, producer=producer
-        )
+    send_to_video_pool(broker)
     with kombu_channel(broker) as channel:
         handoff.wrap(channel)
         claim_pool_deliveries(channel, OWN)

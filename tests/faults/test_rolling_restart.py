@@ -1,8 +1,19 @@
 """A rolling restart under load: each worker in turn is replaced, and drains on SIGTERM.
 
-Tasks keep arriving at 50/s throughout. Nothing may be lost (what ran twice is counted:
-delivery is at least once), no leaving worker takes a task after its drain began, and
-the latency during the roll stays within twice the steady state's (p99, sent to done).
+Issue 14's scenario: three workers replaced one after another under 50 tasks/s for 60 s.
+Once the three workers' start-up is over (their CPU use polled down to idle), tasks arrive
+at 50/s for 60 s: a steady window of ``STEADY`` seconds, then the roll (about 12 to 25 s on
+2 cores), then load until 60 s are up (at least ``TAIL`` seconds after the last worker is
+back). Nothing may be lost (what ran twice is counted: delivery is at least once), no
+leaving worker takes a task after its drain began, and the p99 latency (sent to done) of
+the tasks sent during the roll stays within twice that of the tasks sent in the steady
+window; both windows are measured the same way, by send time. The bound is judged on
+every run, whatever the machine's load.
+
+The replacement worker starts at a lower CPU priority (``nice``): in a real fleet the surge
+pod starts on another host, and its imports (a CPU second or two) do not take the CPU of
+the workers serving. On one 2-core machine they did (seen: p99 steady 44 ms, roll 2.7 s at
+a load average of 9), which says nothing about the dispatcher.
 """
 
 from __future__ import annotations
@@ -13,18 +24,24 @@ import statistics
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from rfqueue.demo.fleet import Fleet, RedisServer
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from rfqueue.table import FailureTable
 from tests.faults.conftest import scenario_line
 from tests.integration.conftest import nodename, wait_for_seqs
 from tests.integration.test_routing import wait_until_routable
 
 RATE = 50
-STEADY = 8.0  # seconds of steady state before the roll
-TAIL = 3.0  # seconds of load after the last worker is back
+LOAD = 60.0  # seconds of load in all, as issue 14 asks
+STEADY = 20.0  # seconds of steady state before the roll (1,000 tasks for its p99)
+WARMUP = 1.0  # the producer's first second (its first connection) is in neither window
+TAIL = 3.0  # at least this much load after the last worker is back
 NAMES = ("w1", "w2", "w3")
+#: the replacement's niceness: a surge pod starting on another host (see the docstring)
+SURGE_NICE = ("nice", "-n", "10")
+IDLE = 0.05  # CPU seconds per second: what three idle workers use (heartbeats)
 
 
 class Producer(threading.Thread):
@@ -34,15 +51,47 @@ class Producer(threading.Thread):
         super().__init__(daemon=True)
         self.stopping = threading.Event()
         self.sent = 0
+        self.started = time.time()
 
     def run(self) -> None:
         from workers.tasks import record
 
         start = time.monotonic()
+        self.started = time.time()
         while not self.stopping.is_set():
             record.apply_async(kwargs={"seq": self.sent, "sent": time.time()})
             self.sent += 1
             self.stopping.wait(max(0.0, start + self.sent / RATE - time.monotonic()))
+
+
+def cpu_seconds(groups: set[int]) -> float:
+    """CPU time used so far by every process in the process groups ``groups``."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # after the command's ")": state ppid pgrp ... utime (12th) stime (13th)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process exited meanwhile
+            continue
+        if int(fields[2]) in groups:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(fleet: Fleet, timeout: float = 30.0) -> None:
+    """Wait until the fleet's workers (each its own process group) use next to no CPU.
+
+    A worker logs "ready" before its start-up is quite over; a steady window taken then
+    would measure the start-up, not the steady state.
+    """
+    groups = {proc.pid for proc in fleet.workers.values()}
+
+    def idle() -> bool:
+        before = cpu_seconds(groups)
+        time.sleep(1.0)
+        return cpu_seconds(groups) - before <= IDLE
+
+    wait_for(idle, timeout, interval=0, what="the workers' start-up to settle")
 
 
 def replace(fleet: Fleet, app: Any, old: str, new: str) -> None:
@@ -51,13 +100,18 @@ def replace(fleet: Fleet, app: Any, old: str, new: str) -> None:
     As a Kubernetes Deployment rolls (a surge pod first, then the old pod's SIGTERM,
     sent to its main process only); the old worker drains and exits by itself.
     """
-    fleet.start_worker(new, "--concurrency", "1")
+    fleet.start_worker(new, "--concurrency", "1", wrap=SURGE_NICE)
     fleet.wait_ready(new, timeout=60)
     wait_until_routable(app, nodename(new))
     leaving = fleet.workers.pop(old)
     os.kill(leaving.pid, signal.SIGTERM)
     assert leaving.proc.wait(60) == 0
     leaving.stop()
+
+
+def latencies(first: list[dict[str, Any]], start: float, end: float) -> list[float]:
+    """Sent-to-done latency of the tasks sent in [start, end)."""
+    return [x["done"] - x["sent"] for x in first if start <= x["sent"] < end]
 
 
 def p99(values: list[float]) -> float:
@@ -67,23 +121,23 @@ def p99(values: list[float]) -> float:
 def test_a_rolling_restart_under_load_loses_nothing_and_keeps_latency(
     fleet: Fleet, redis_server: RedisServer, redis_client: Any, app: Any
 ):
-    # Given three workers taking 50 tasks/s (on a box not already overloaded, see below)
-    load = os.getloadavg()[0]
+    # Given three settled workers taking 50 tasks/s
     for name in NAMES:
         fleet.start_worker(name, "--concurrency", "1")
     for name in NAMES:
         fleet.wait_ready(name)
     wait_until_routable(app, *(nodename(n) for n in NAMES))
+    wait_until_idle(fleet)
     producer = Producer()
     producer.start()
-    time.sleep(STEADY)  # the steady state being measured, not a wait for a condition
+    time.sleep(WARMUP + STEADY)  # the steady state being measured, not a wait for a condition
 
     # When each worker in turn is replaced: its successor starts, then it gets SIGTERM
     roll_start = time.time()
     for name in NAMES:
         replace(fleet, app, name, f"{name}b")
     roll_end = time.time()
-    time.sleep(TAIL)
+    time.sleep(max(TAIL, producer.started + LOAD - roll_end))  # the rest of the 60 s of load
     producer.stopping.set()
     producer.join(10)
 
@@ -92,21 +146,20 @@ def test_a_rolling_restart_under_load_loses_nothing_and_keeps_latency(
     runs = Counter(x["seq"] for x in lines)
     twice = sum(n > 1 for n in runs.values())
     # And the p99 latency of the tasks sent during the roll is within 2x the steady p99
-    first = {x["seq"]: x for x in reversed(lines)}.values()
-    steady = [x["done"] - x["sent"] for x in first if x["sent"] < roll_start and x["seq"] >= RATE]
-    rolling = [x["done"] - x["sent"] for x in first if roll_start <= x["sent"] <= roll_end]
+    first = list({x["seq"]: x for x in reversed(lines)}.values())
+    steady = latencies(first, producer.started + WARMUP, roll_start)
+    rolling = latencies(first, roll_start, roll_end)
     steady_p99, rolling_p99 = p99(steady), p99(rolling)
     scenario_line(
         "rolling restart",
         producer.sent,
         len(runs),
         twice,
-        f"w1, w2, w3 replaced in turn (start the new, SIGTERM the old) in "
-        f"{roll_end - roll_start:.0f} s "
-        f"at {RATE} tasks/s; p99 steady {steady_p99 * 1000:.0f} ms, during the roll "
-        f"{rolling_p99 * 1000:.0f} ms (max {max(rolling) * 1000:.0f} ms); over 1 s: "
-        f"{sum(x['done'] - x['sent'] > 1 for x in first)} tasks, by worker "
-        f"{dict(Counter(x['worker'].split('@')[0] for x in first if x['done'] - x['sent'] > 1))}",
+        f"w1, w2, w3 replaced in turn (start the new at nice 10, SIGTERM the old) in "
+        f"{roll_end - roll_start:.0f} s at {RATE} tasks/s for "
+        f"{time.time() - producer.started:.0f} s (load average {os.getloadavg()[0]:.1f}); "
+        f"p99 steady {steady_p99 * 1000:.0f} ms ({len(steady)} tasks), during the roll "
+        f"{rolling_p99 * 1000:.0f} ms ({len(rolling)} tasks, max {max(rolling) * 1000:.0f} ms)",
     )
     assert len(runs) == producer.sent
     # And no leaving worker took a task sent after its drain began (0.1 s for the routers
@@ -116,10 +169,4 @@ def test_a_rolling_restart_under_load_loses_nothing_and_keeps_latency(
     assert set(drains) == {nodename(n) for n in NAMES}
     late = [x for x in first if x["worker"] in drains and x["sent"] > drains[x["worker"]] + 0.1]
     assert not late, late
-    # The latency is judged only on a box that was not overloaded before the test: on a
-    # shared 2-core machine other processes, and a starting worker's imports, take the
-    # CPU the workers need (seen: p99 steady 44 ms, roll 2.7 s at a load average of 9).
-    if load > (os.cpu_count() or 1):
-        print(f"[rolling restart] latency not judged: load average {load:.1f}")
-        return
     assert rolling_p99 <= 2 * steady_p99, (steady_p99, rolling_p99)

@@ -24,22 +24,16 @@ from rfqueue.brokers import broker_for
 from rfqueue.log import RateLimitedWarning
 from rfqueue.routing.accepted import count_when_published, expect
 from rfqueue.routing.destination import AppRoutes, to_worker
+from rfqueue.routing.plans import Plan, Plans
 from rfqueue.routing.policies import Policy, PolicyError, create_policy
 from rfqueue.routing.presence import Presence
 from rfqueue.routing.routed import RoutedCounts, flush_quietly
 from rfqueue.settings import Settings
-from rfqueue.table.pools import PoolIndex
 from rfqueue.table.registry import snapshot_for
+from rfqueue.table.service import POOL_HEADER
 from rfqueue.table.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
-
-#: entries of the (pool, task) cache before it starts afresh (task names sent by name
-#: can be anything; a pool index change clears it anyway)
-MAX_CACHED = 10_000
-
-#: the eligible queues of a (pool, task), and whether they are all of the pool's up workers
-Eligible = tuple[tuple[str, ...], bool]
 
 #: seconds between two log lines about the same task name that no up worker has
 TELL_INTERVAL = 300.0
@@ -72,10 +66,8 @@ class Router:
         self._prefix = Settings.queue_prefix
         #: the last sending app and its routes after this router
         self._app_routes: tuple[Any, AppRoutes] | None = None
-        #: (pool, task name, up only) -> eligible queues and whether they are the whole
-        #: pool's up workers, for one pool index
-        self._eligible_cache: tuple[PoolIndex | None, dict[tuple[str, str, bool], Eligible]]
-        self._eligible_cache = (None, {})
+        #: where each (pool, task name) may go, for the current pool index and app
+        self._plans: Plans | None = None
         #: task name -> when the router last said why it had no up worker for it
         self._told: dict[str, float] = {}
 
@@ -156,21 +148,29 @@ class Router:
         task: Any = None,
         **_: Any,
     ) -> Any:
-        # The hot path: the later routes, dict lookups, the policy and a count; never Redis.
+        # The hot path: a plan looked up, the policy and a note for the count; never Redis.
         snapshot = self._snapshot
         if snapshot is None or not snapshot.started:
             snapshot = self._start(task)
         routes = self._routes_of(task)
+        plans = self._plans
+        if plans is None or plans.index is not snapshot.pools or plans.routes is not routes:
+            plans = self._plans = Plans(snapshot.pools, routes, self._prefix)
+        if not options and not routes.later:
+            # No queue=, no retry's pool header, no later route: the default queue's pool.
+            plan = plans.by_default.get(name) or plans.default(name)
+            if plan.queues:
+                return self._choose(plan, name, args, kwargs, options, None)
         route = routes.later_route(name, args, kwargs, options, task) if routes.later else None
-        pool, index = routes.logical_queue(options, route), snapshot.pools
-        if pool is None or pool.startswith(self._prefix):
-            return route  # a worker's own queue, or exchange routing: not ours to route
-        if not index.serves(pool, routes.default_queue):
-            return route  # no registered worker consumes it: Celery sends it there
-        queues, whole = self._eligible(index, pool, name, routes.default_queue, up=True)
-        if not queues:
-            return self._no_worker_up(routes, pool, name, args, kwargs, options, route)
-        return self._choose(routes, queues, whole, pool, name, args, kwargs, options, route)
+        pool = routes.logical_queue(options, route)
+        if pool is None:
+            return route  # exchange routing: not ours to route
+        plan = plans.of(pool, name)
+        if not plan.served:
+            return route  # a worker's own queue, or one no registered worker consumes
+        if not plan.queues:
+            return self._no_worker_up(plans, pool, name, args, kwargs, options, route)
+        return self._choose(plan, name, args, kwargs, options, route)
 
     def _routes_of(self, task: Any) -> AppRoutes:
         """The sending app's routes after this router, and its default queue (cached)."""
@@ -186,42 +186,27 @@ class Router:
         self._app_routes = (app, routes)
         return routes
 
-    def _eligible(self, index: PoolIndex, pool: str, name: str, default: str, up: bool) -> Eligible:
-        """The queues of ``pool``'s (up) workers that have ``name``, cached per pool index,
-        and whether they are all of the pool's up workers (so the pool queue may take it)."""
-        cached_index, cache = self._eligible_cache
-        if cached_index is not index or len(cache) > MAX_CACHED:
-            cache = {}
-            self._eligible_cache = (index, cache)
-        key = (pool, name, up)
-        eligible = cache.get(key)
-        if eligible is None:
-            members = index.up_in(pool, default) if up else index.registered_in(pool, default)
-            queues = index.having(members, name)
-            eligible = cache[key] = (queues, up and bool(queues) and len(queues) == len(members))
-        return eligible
-
     def _choose(
         self,
-        routes: AppRoutes,
-        queues: Sequence[str],
-        whole: bool,
-        pool: str,
+        plan: Plan,
         name: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
         options: MutableMapping[str, Any],
         route: Any,
     ) -> Any:
+        pool = plan.pool
         try:
-            queue = self._choose_queue(pool, whole, queues, name, args, kwargs, options)
+            queue = self._choose_queue(pool, plan.whole, plan.queues, name, args, kwargs, options)
         except PolicyError:  # the task's own mistake (no hash key): the sender must hear of it
             raise
         except Exception as exc:  # a policy bug must not break apply_async
             self._policy_failed(name, exc)
             return route
         expect(self.routed, queue)  # counted once Celery has published it (routing.accepted)
-        return to_worker(routes.queue(queue, pool), pool, options, route)
+        if not options and route is None:  # nothing to take out or keep: to_worker's answer
+            return {"queue": plan.target(queue), "headers": {POOL_HEADER: pool}}
+        return to_worker(plan.target(queue), pool, options, route)
 
     def _policy_failed(self, name: str, exc: Exception) -> None:
         self._warn(
@@ -233,7 +218,7 @@ class Router:
 
     def _no_worker_up(
         self,
-        routes: AppRoutes,
+        plans: Plans,
         pool: str,
         name: str,
         args: Sequence[Any],
@@ -246,21 +231,20 @@ class Router:
         if settings.no_worker_up == "fallback":
             self._tell(name, "no up worker of pool %r has %s registered; sent to %r",
                        pool, name, settings.fallback_queue)  # fmt: skip
-            return {"queue": routes.queue(settings.fallback_queue, pool)}
+            return {"queue": plans.routes.queue(settings.fallback_queue, pool)}
         if settings.no_worker_up == "error":
             raise NoWorkerUp(
                 f"rfqueue: no worker is up to run {name} in pool {pool!r} "
                 "(rfqueue_no_worker_up=error)"
             )
-        index = self.snapshot.pools
-        queues, _ = self._eligible(index, pool, name, routes.default_queue, up=False)
-        if not queues:
+        plan = plans.of(pool, name, up=False)
+        if not plan.queues:
             self._tell(name, "no worker of pool %r has %s registered; left to Celery's route",
                        pool, name)  # fmt: skip
             return route
         self._tell(name, "no up worker of pool %r has %s registered; spread over its %d "
-                   "registered workers that have it", pool, name, len(queues))  # fmt: skip
-        return self._choose(routes, queues, False, pool, name, args, kwargs, options, route)
+                   "registered workers that have it", pool, name, len(plan.queues))  # fmt: skip
+        return self._choose(plan, name, args, kwargs, options, route)
 
     def _tell(self, name: str, message: str, *args: object) -> None:
         """Log why ``name`` was not routed to an up worker, once per task name per interval."""

@@ -105,7 +105,7 @@ class ChaosJob:
             report.resumed = self.table.resume_expired()
             report.marked_down = self.table.reap(s.heartbeat_timeout)
         for entry in report.resumed:
-            self.control.start_consuming(entry)
+            self.control.sync(entry)
         rng = random.Random(f"{s.seed}:{report.tick}") if s.seed is not None else random.Random()
         report.rolled = rng.random()
         if report.rolled < s.chaos_probability:
@@ -144,7 +144,7 @@ class ChaosJob:
             change = self.table.pause(name, seconds, Reason.CHAOS, budget=budget)
             if change.changed and change.entry is not None:
                 report.paused.append(change.entry)
-                self.control.stop_consuming(change.entry)
+                self.control.sync(change.entry)
             else:
                 report.refused.append(
                     (name, "budget exhausted" if change.status == "budget" else change.status)

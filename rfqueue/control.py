@@ -8,9 +8,9 @@ message is the line a person sees, and ``argument`` names what was wrong (``work
 ``seconds``), so each caller can point at its own spelling of it (``'WORKER'`` and
 ``'--for'`` on the command line, a form field on the page).
 
-:class:`RemoteControl` is the fast path: Celery remote control tells a worker to stop
-or start consuming now. It is at-most-once pub/sub, so it is only ever a shortcut:
-each worker also enforces its own table state (see :mod:`rfqueue.worker`).
+:class:`RemoteControl` is the fast path: Celery remote control tells a worker to look at
+its entry now. It is at-most-once pub/sub, so it is only ever a shortcut: each worker
+also enforces its own table state (see :mod:`rfqueue.worker`).
 
 :func:`purging_worker_queues` extends ``app.control.purge()`` (``install`` puts it in
 place) to the queues rfqueue sends to, which the app does not know.
@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from rfqueue.keys import Keys
+from rfqueue.keys import SYNC_COMMAND, Keys
 from rfqueue.log import RateLimitedWarning
 from rfqueue.settings import Settings
 from rfqueue.table import Change, FailureTable
@@ -38,26 +38,25 @@ logger = logging.getLogger(__name__)
 
 
 class RemoteControl:
-    """Sends ``cancel_consumer``/``add_consumer`` to one worker, without waiting for replies."""
+    """Tells one worker to look at its table entry now, without waiting for a reply."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self._warn = RateLimitedWarning(logger)
 
-    def stop_consuming(self, entry: Entry) -> None:
-        """Ask ``entry.worker`` to cancel its consumers of ``entry.queue`` and its pools.
+    def sync(self, entry: Entry) -> None:
+        """Ask ``entry.worker`` to bring its own queue and its pools in line with its entry.
 
-        Its own queue first: a worker that consumes its own queue consumes all its pools
-        (the worker's enforcer learns its pools from that). A worker without known pools
-        (from before pools) only has its own queue cancelled: it would not re-add them.
+        One ``rfqueue_sync`` command (see :mod:`rfqueue.worker.remote`) rather than
+        ``cancel_consumer``/``add_consumer`` per queue: Celery runs those in no set order,
+        and a pause's cancel of a pool running after the resume's add lost the pool.
         """
-        for queue in (entry.queue, *entry.pools):
-            self._send("cancel_consumer", entry.worker, queue)
-
-    def start_consuming(self, entry: Entry) -> None:
-        """Ask ``entry.worker`` to consume its pools and ``entry.queue`` again (that last)."""
-        for queue in (*entry.pools, entry.queue):
-            self._send("add_consumer", entry.worker, queue)
+        if self.app is None:
+            return
+        try:
+            self.app.control.broadcast(SYNC_COMMAND, destination=[entry.worker], reply=False)
+        except Exception as exc:  # the worker's own enforcement will catch up
+            self._warn("rfqueue: remote control to %s failed: %r", entry.worker, exc)
 
     def held(self, worker: str, timeout: float = 1.0) -> int | None:
         """Tasks ``worker`` runs or holds to run (``celery inspect active`` and ``reserved``).
@@ -79,16 +78,6 @@ class RemoteControl:
     def _inspect(self, worker: str, timeout: float) -> Any:
         # With one destination Celery returns as soon as that worker has answered.
         return None if self.app is None else self.app.control.inspect([worker], timeout=timeout)
-
-    def _send(self, command: str, worker: str, queue: str) -> None:
-        if self.app is None:
-            return
-        try:
-            self.app.control.broadcast(
-                command, arguments={"queue": queue}, destination=[worker], reply=False
-            )
-        except Exception as exc:  # the worker's own enforcement will catch up
-            self._warn("rfqueue: remote control %s to %s failed: %r", command, worker, exc)
 
 
 class Refused(Exception):
@@ -147,7 +136,7 @@ def pause_worker(
     entry = known_entry(table, worker, change)
     if change.status == "duration":  # the table's own cap: another process set a lower one
         raise Refused(f"{seconds:g} s is longer than the table allows", "seconds")
-    control.stop_consuming(entry)
+    control.sync(entry)
     return Outcome(entry, True, f"paused {worker} until {clock(entry.until)} ({seconds:g} s)")
 
 
@@ -170,7 +159,7 @@ def drain_worker(
         raise Refused(f"{seconds:g} s is longer than the table allows", "seconds")
     if change.status == "state":
         return Outcome(entry, False, f"{worker} is down: nothing to drain")
-    control.stop_consuming(entry)
+    control.sync(entry)
     if not change.changed:
         return Outcome(entry, False, f"{worker} is already draining: it is shutting down")
     return Outcome(entry, True, f"draining {worker} (at the latest until {clock(entry.until)})")
@@ -187,7 +176,7 @@ def resume_worker(table: FailureTable, control: RemoteControl, worker: str) -> O
         return Outcome(entry, False, f"{worker} is shutting down: it cannot be resumed")
     if not change.changed:
         return Outcome(entry, False, f"{worker} was not paused (state: {entry.state.value})")
-    control.start_consuming(entry)
+    control.sync(entry)
     return Outcome(entry, True, f"resumed {worker}")
 
 

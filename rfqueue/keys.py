@@ -62,6 +62,10 @@ DEFAULT_NAMESPACE = "rfqueue"
 #: that the rescue moves the task only inside its pool and a retry stays in it
 POOL_HEADER = "rfqueue-pool"
 
+#: the remote-control command that has one worker bring its consumers in line with its
+#: table entry now (see rfqueue.worker.remote): pauses, drains and resumes send it
+SYNC_COMMAND = "rfqueue_sync"
+
 #: upper bounds (seconds) of the buckets of ``{ns}:rescue:latency``, then ``+Inf``; the
 #: rescuers write them and the exporter reads them, so they are part of the key's format
 RESCUE_LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

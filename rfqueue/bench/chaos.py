@@ -4,7 +4,7 @@ a different one every 5 s, against the same run without pauses.
 A producer thread publishes ``bench.latency`` at a steady rate through rfqueue's
 router; each task sleeps ``WORK`` seconds and appends (finish time - publish time) to
 a list. In a chaos window a rotation pauses the next worker (``rfqueue pause``'s two
-steps: table change, then ``cancel_consumer``) and resumes the previous one. Tasks
+steps: table change, then ``rfqueue_sync``) and resumes the previous one. Tasks
 already waiting in a paused worker's queue are moved on by rfqueue's stranded-task
 rescue, which runs in every worker. Windows alternate; the row is the median ratio.
 """
@@ -62,12 +62,12 @@ class Rotation(threading.Thread):
     def _pause(self, worker: str) -> None:
         change = self.table.pause(worker, ROTATE * 3, Reason.CHAOS, note="bench")
         if change.entry is not None:
-            self.control.stop_consuming(change.entry)
+            self.control.sync(change.entry)
 
     def _resume(self, worker: str) -> None:
         change = self.table.resume(worker, Reason.CHAOS)
         if change.entry is not None:
-            self.control.start_consuming(change.entry)
+            self.control.sync(change.entry)
 
 
 def window(bench: Bench, task: Any, seconds: float, chaos: Sequence[str] | None) -> list[float]:

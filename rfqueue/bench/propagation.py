@@ -4,8 +4,8 @@ the paused worker's consumer is cancelled.
 Four producer processes (``python -m rfqueue.bench.propagation URL``) route all the
 time (bursts of 20 ``route()`` calls, 1 ms apart) and print the wall-clock time at
 which their router's snapshot dropped a queue from, or took it back into, the up set.
-The pause is what ``rfqueue pause`` does: the atomic table change plus Celery's
-``cancel_consumer`` broadcast. The worker side is the time stamp of Celery's own
+The pause is what ``rfqueue pause`` does: the atomic table change plus the
+``rfqueue_sync`` remote-control broadcast. The worker side is the time stamp of Celery's own
 "Canceling queue" log line. Each pause waits for all five answers, then the worker
 is resumed and everyone must see it back before the next pause.
 """
@@ -93,13 +93,13 @@ def one_pause(
     start = time.time()
     change = table.pause(worker, 60, Reason.MANUAL, note="bench")
     if change.entry is not None:
-        control.stop_consuming(change.entry)
+        control.sync(change.entry)
     gone = wait_for(partial(producers.all_saw, "gone", queue, start), 10, 0.005, "routers")
     cancels = wait_for(lambda: cancel_times(proc, queue)[already:], 10, 0.005, "the cancel")
     resumed = time.time()
     change = table.resume(worker, Reason.MANUAL)
     if change.entry is not None:
-        control.start_consuming(change.entry)
+        control.sync(change.entry)
     wait_for(partial(producers.all_saw, "back", queue, resumed), 10, 0.005, "routers back")
     started = f"Started consuming from {queue}"
     wait_for(lambda: started in proc.log().rsplit("Canceling", 1)[-1], 10, 0.005, "re-add")

@@ -88,6 +88,10 @@ class Enforcer:
                 consumer.cancel_task_queue(queue)
             logger.info("rfqueue: %s starts paused until %s", self.nodename, self._until())
 
+    def wake(self) -> None:
+        """Beat and reconcile now (remote control's ``rfqueue_sync``); safe from any thread."""
+        self._wake.set()
+
     def begin_drain(self) -> None:
         """A warm or cold shutdown began: leave the routable set now, beat until the exit.
 

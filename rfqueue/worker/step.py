@@ -19,6 +19,7 @@ from rfqueue.settings import Settings
 from rfqueue.table.registry import snapshot_for
 from rfqueue.worker.enforcer import Enforcer
 from rfqueue.worker.queues import add_own_queues
+from rfqueue.worker.remote import ENFORCER_ATTRIBUTE
 from rfqueue.worker.rescue import Rescuer, start_rescuer
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class RfqueueStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self.default_pool = str(c.app.conf.task_default_queue or "celery")
         snapshot = snapshot_for(self.settings)
         self.enforcer = Enforcer(self.settings, c.hostname, snapshot, self.default_pool)
+        setattr(c, ENFORCER_ATTRIBUTE, self.enforcer)  # for remote control's rfqueue_sync
         # Now, before the pool forks: its children count into the same shared counters.
         self.enforcer.outcomes.connect()
         #: None for a transport rfqueue cannot look into: no rescue there

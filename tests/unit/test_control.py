@@ -10,7 +10,7 @@ import pytest
 
 from rfqueue.control import Refused, RemoteControl, pause_worker, resume_worker
 from rfqueue.table import FailureTable
-from rfqueue.table.entry import Reason, State
+from rfqueue.table.entry import Entry, Reason, State
 
 W1 = "w1@h"
 
@@ -20,10 +20,10 @@ class Recorder(RemoteControl):
 
     def __init__(self) -> None:
         super().__init__(None)
-        self.sent: list[tuple[str, str]] = []
+        self.sent: list[tuple[str, State]] = []
 
-    def _send(self, command: str, worker: str, queue: str) -> None:
-        self.sent.append((command, queue))
+    def sync(self, entry: Entry) -> None:
+        self.sent.append((entry.worker, entry.state))
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_pause_writes_the_table_and_tells_the_worker(fleet: FailureTable) -> Non
     assert (entry.state, entry.reason, entry.note) == (State.PAUSED, Reason.MANUAL, "disk")
     assert outcome.changed and outcome.message.startswith(f"paused {W1} until ")
     assert outcome.message.endswith("(90 s)")
-    assert control.sent == [("cancel_consumer", f"rfqueue.{W1}")]
+    assert control.sent == [(W1, State.PAUSED)]
 
 
 def test_resume_ends_the_pause(fleet: FailureTable) -> None:
@@ -48,7 +48,7 @@ def test_resume_ends_the_pause(fleet: FailureTable) -> None:
     outcome = resume_worker(fleet, control, W1)
     assert (outcome.changed, outcome.message) == (True, f"resumed {W1}")
     assert fleet.entries()[W1].state is State.UP
-    assert control.sent == [("add_consumer", f"rfqueue.{W1}")]
+    assert control.sent == [(W1, State.UP)]
 
 
 def test_resume_of_an_up_worker_changes_nothing(fleet: FailureTable) -> None:

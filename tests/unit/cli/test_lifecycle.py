@@ -11,7 +11,7 @@ import rfqueue.cli
 from rfqueue.cli.lifecycle import CHECK_EXIT
 from rfqueue.control import RemoteControl
 from rfqueue.table import FailureTable
-from rfqueue.table.entry import Reason, State
+from rfqueue.table.entry import Entry, Reason, State
 from tests.unit.cli import test_cli
 from tests.unit.cli.test_cli import W1, W2, W3, q, run
 
@@ -26,15 +26,17 @@ class FakeWorkers(RemoteControl):
 
     def __init__(self) -> None:
         super().__init__(None)
-        self.sent: list[tuple[str, str, str]] = []
+        self.sent: list[tuple[str, State]] = []
         self.queues: dict[str, list[str]] = {}
         #: what each ask of ``held`` answers, in turn (the last one repeats)
         self.running: dict[str, list[int | None]] = {}
 
-    def _send(self, command: str, worker: str, queue: str) -> None:
-        self.sent.append((command, worker, queue))
-        if command == "cancel_consumer":
-            self.queues[worker] = [n for n in self.queues.get(worker, []) if n != queue]
+    def sync(self, entry: Entry) -> None:
+        """The worker looks at its entry: it stops consuming its queue unless up."""
+        self.sent.append((entry.worker, entry.state))
+        if entry.state is not State.UP:
+            queues = self.queues.get(entry.worker, [])
+            self.queues[entry.worker] = [name for name in queues if name != entry.queue]
 
     def held(self, worker: str, timeout: float = 1.0) -> int | None:
         answers = self.running.get(worker, [None])
@@ -63,7 +65,7 @@ class TestDrain:
         entry = fleet.entries()[W1]
         assert (entry.state, entry.reason, entry.note) == (State.DRAINING, Reason.MANUAL, "deploy")
         assert entry.until is not None  # an operator's drain ends by itself (max_pause)
-        assert workers.sent == [("cancel_consumer", W1, q(W1))]
+        assert workers.sent == [(W1, State.DRAINING)]
 
     def test_wait_returns_once_it_runs_nothing(
         self, fleet: FailureTable, workers: FakeWorkers
@@ -91,7 +93,7 @@ class TestDrain:
         result = run("resume", W1)
         assert (result.exit_code, result.output) == (0, f"resumed {W1}\n")
         assert fleet.entries()[W1].state is State.UP
-        assert workers.sent[-1] == ("add_consumer", W1, q(W1))
+        assert workers.sent[-1] == (W1, State.UP)
 
     def test_a_shutting_down_worker_is_not_resumed(
         self, fleet: FailureTable, workers: FakeWorkers

@@ -39,15 +39,18 @@ class Outcomes:
 
 @dataclass(frozen=True)
 class OutlierRules:
-    """When a worker is an outlier, and for how long it is ejected (see the settings)."""
+    """When a worker is an outlier, and for how long it is ejected.
 
-    consecutive_failures: int = 5
-    base_ejection: float = 30.0
-    min_requests: int = 20
-    gap: float = 0.5
-    max_ejection_percent: float = 10.0
-    interval: float = 10.0
-    max_pause: float = 3600.0
+    Built from the ``outlier_*`` settings (:meth:`from_settings`), which hold the defaults.
+    """
+
+    consecutive_failures: int
+    base_ejection: float
+    min_requests: int
+    gap: float
+    max_ejection_percent: float
+    interval: float
+    max_pause: float
     #: the pool of entries with no known pools: the app's default queue
     default_pool: str = "celery"
 

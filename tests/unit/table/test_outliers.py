@@ -14,7 +14,7 @@ from tests.unit.conftest import FakeClock
 
 W1, W2, W3, W4 = "w1@h", "w2@h", "w3@h", "w4@h"
 RULES = OutlierRules(consecutive_failures=5, base_ejection=30, min_requests=10, gap=0.5,
-                     max_ejection_percent=10, interval=10)  # fmt: skip
+                     max_ejection_percent=10, interval=10, max_pause=3600)  # fmt: skip
 BUDGET = Budget(max_paused=1, min_up=1)
 
 

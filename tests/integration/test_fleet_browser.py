@@ -2,7 +2,8 @@
 
 A person behind basic auth opens the page while w2 is paused with tasks waiting in its
 queue, sees the pause counting down, the depth and the event, finds the pause on
-Flower's own worker list too, clicks Resume and sees w2 up with its queue drained.
+Flower's own worker list too, clicks Resume and sees w2 up with its queue drained, then
+drains w1 ahead of a deploy with the Drain button.
 Set ``RFQUEUE_FLEET_SCREENSHOT=docs/fleet-page.png`` to keep the screenshot taken
 mid-run (the README's picture).
 """
@@ -20,9 +21,10 @@ from urllib.parse import quote
 
 import pytest
 
-from rfqueue.demo.fleet import Fleet, RedisServer
+from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from rfqueue.table import FailureTable
 from tests.conftest import require_binary
+from tests.integration.conftest import active_queues
 from tests.integration.fleet_page import decided, depth, paused_with_backlog, start_rfqueue_flower
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -200,3 +202,29 @@ def test_a_person_sees_the_pause_and_resumes_the_worker(
     until(browser, lambda: cell(browser, scene.w2, 5) == "0", timeout=30, what="w2 drained")
     assert table.entries()[scene.w2].state.value == "up"
     assert depth(redis_client, scene.w2) == 0
+
+    # When they type a reason and click Drain on w1's row, ahead of a deploy
+    reason = browser.find_element(By.ID, "rfqueue-reason")
+    reason.clear()
+    reason.send_keys("deploy 42")
+    seen(browser, f'button[data-action="drain"][data-worker="{scene.w1}"]').click()
+
+    # Then the page says so and shows w1 draining with the reason; the table agrees
+    until(
+        browser,
+        lambda: browser.find_element(By.ID, "rfqueue-message").text.startswith(
+            f"draining {scene.w1} (at the latest until "
+        ),
+        what="the drain's message",
+    )
+    until(browser, lambda: "draining" in cell(browser, scene.w1, 1), what="w1 shown draining")
+    assert "deploy 42" in cell(browser, scene.w1, 2)
+    entry = table.entries()[scene.w1]
+    assert (entry.state.value, entry.note) == ("draining", "deploy 42")
+    # And w1 stops consuming its queue, as `celery inspect active_queues` reports
+    wait_for(
+        lambda: f"rfqueue.{scene.w1}" not in active_queues(redis_server, scene.w1),
+        20,
+        interval=0.2,
+        what="w1 to stop consuming its queue",
+    )

@@ -154,8 +154,9 @@ def to_worker(
         if key in options:
             del options[key]
     headers = options.get("headers")
-    if isinstance(headers, Mapping):  # options win: the pool must be in the caller's headers
-        options["headers"] = {**headers, POOL_HEADER: pool}
+    # (None first: an isinstance of an ABC costs more than the rest of the answer)
+    if headers is not None and isinstance(headers, Mapping):  # options win: the pool must be
+        options["headers"] = {**headers, POOL_HEADER: pool}  # in the caller's headers too
     if route is None or not isinstance(route, Mapping):
         return {"queue": queue, "headers": {POOL_HEADER: pool}}
     answer = {k: v for k, v in route.items() if k not in DESTINATION_KEYS}

@@ -5,8 +5,11 @@ in the process that ran the task, a prefork pool's child; a hard time limit and 
 pool process (``WorkerLostError``) arrive as ``task_failure`` in the worker's main
 process. So the counters live in shared memory made before the pool forks, and each
 outcome costs one lock and three integer writes. The enforcer in the main process
-takes the difference since its last beat (:meth:`OutcomeCounter.take`). Retries,
-revocations and rejections are not outcomes: they say nothing of the worker's health.
+takes the difference since its last beat (:meth:`OutcomeCounter.take`). A retry caused
+by an error (``autoretry_for``, ``self.retry(exc=...)``) is a failed attempt: a host with
+a full disk whose tasks all retry is the gray failure to find, and with the shared queue
+it would take each retry back at once. A bare ``self.retry()`` ("not yet"), revocations
+and rejections are not outcomes: they say nothing of the worker's health.
 """
 
 from __future__ import annotations
@@ -60,10 +63,12 @@ class OutcomeCounter:
         """Count every task of this process and, after the fork, of its pool's children."""
         signals.task_success.connect(self._on_success, weak=False)
         signals.task_failure.connect(self._on_failure, weak=False)
+        signals.task_retry.connect(self._on_retry, weak=False)
 
     def disconnect(self) -> None:
         signals.task_success.disconnect(self._on_success)
         signals.task_failure.disconnect(self._on_failure)
+        signals.task_retry.disconnect(self._on_retry)
 
     def _on_success(self, sender: Any = None, **_: Any) -> None:
         if self._is_mine(sender):
@@ -73,7 +78,13 @@ class OutcomeCounter:
         if self._is_mine(sender):
             self.record(True)
 
-    def _is_mine(self, task: Any) -> bool:
+    def _on_retry(self, sender: Any = None, reason: Any = None, request: Any = None,
+                  **_: Any) -> None:  # fmt: skip
+        # ``reason`` is Celery's Retry; its ``exc`` the error that caused it, if any.
+        if getattr(reason, "exc", None) is not None and self._is_mine(sender, request):
+            self.record(True)
+
+    def _is_mine(self, task: Any, request: Any = None) -> bool:
         """A task of this worker (several can share a process in tests), not rfqueue's own.
 
         rfqueue's own tasks (the chaos tick) say nothing about the worker's health. A
@@ -82,6 +93,6 @@ class OutcomeCounter:
         """
         if str(getattr(task, "name", "")).startswith("rfqueue."):
             return False
-        request = getattr(task, "request", None)
+        request = request or getattr(task, "request", None)
         hostname = getattr(request, "hostname", None)
         return self.nodename is None or hostname is None or hostname == self.nodename

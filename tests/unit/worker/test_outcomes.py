@@ -78,6 +78,26 @@ def test_only_this_workers_tasks_count_when_workers_share_a_process() -> None:
     assert counter.peek() == Outcomes(successes=1, failures=1, streak=1)
 
 
+def test_a_retry_for_an_error_is_a_failed_attempt_a_bare_retry_is_nothing() -> None:
+    from celery.exceptions import Retry
+
+    counter = OutcomeCounter("w1@h")
+    counter.connect()
+    try:
+        mine = Running("app.t", "w1@h")
+        # autoretry_for / self.retry(exc=...): the attempt failed on this worker
+        request = mine.request
+        signals.task_retry.send(sender=mine, request=request, reason=Retry(exc=OSError(28)))
+        # self.retry() with no error ("not yet"): no word on the worker's health
+        signals.task_retry.send(sender=mine, request=request, reason=Retry())
+        # another worker's retry, in a shared process
+        other = Running("app.t", "w2@h")
+        signals.task_retry.send(sender=other, request=other.request, reason=Retry(exc=OSError()))
+    finally:
+        counter.disconnect()
+    assert counter.peek() == Outcomes(successes=0, failures=1, streak=1)
+
+
 def enforcer_of(table: FailureTable, worker: str, **settings: Any) -> Enforcer:
     enforcer = Enforcer(Settings(namespace="t", **settings), worker, Snapshot(table))
     enforcer._write(lambda: table.register(worker, enforcer.queue))

@@ -1,6 +1,7 @@
 """A shop's Celery app, written as a team would that never saw ``workers/``.
 
-Its own task names and routes (``shop.resize`` to the ``images`` pool), late acks,
+Its own task names, declared queues and routes (``shop.resize`` to the ``images`` pool,
+a queue bound to a topic exchange), late acks,
 prefetch 1, JSON, retries on ``OSError``; rfqueue is one ``install`` call. Each worker
 reads its build and its host from the environment, as the workers of a real fleet
 differ: ``SHOP_SLOW`` multiplies every task's time (older hardware), ``SHOP_LEAN=1``
@@ -18,6 +19,7 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
+from kombu import Exchange, Queue
 
 import rfqueue
 
@@ -33,7 +35,12 @@ app.conf.update(
     task_acks_late=True,
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
-    task_routes={"shop.resize": {"queue": "images"}},
+    # Declared queues, the images pool behind a topic exchange as a media team would
+    task_queues=(
+        Queue("celery"),
+        Queue("images", Exchange("media", type="topic"), routing_key="media.images.#"),
+    ),
+    task_routes={"shop.resize": {"queue": "images", "routing_key": "media.images.resize"}},
 )
 rfqueue.install(app)
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
+from signal import SIGTERM
 
 import pytest
 
-from rfqueue.demo.fleet import RedisServer
+from rfqueue.demo.fleet import Fleet, RedisServer
 
 REDIS_SERVER = pytest.StashKey[RedisServer]()
 
@@ -33,6 +36,25 @@ def require_binary(name: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{name} is required in CI but is not on PATH")
     pytest.skip(f"{name} not on PATH")
+
+
+def stop_fleet(fleet: Fleet, timeout: float = 15.0) -> None:
+    """Stop everything ``fleet`` started, as ``Fleet.stop`` does, but side by side.
+
+    Each worker drains on SIGTERM (about half a second even when idle); stopped one
+    after another, three workers added a second or two to every test's teardown.
+    What is still alive after ``timeout`` is killed, as ``Fleet.stop`` would.
+    """
+    processes = [*fleet.others, *fleet.workers.values()]
+    for process in processes:
+        process.signal(SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    fleet.stop()  # now only reaps each group (pool children) and closes the logs
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer
-from tests.conftest import FAST
+from tests.conftest import FAST, stop_fleet
 from tests.integration.conftest import LEDGER, ROOT, redis_client  # noqa: F401  (fixture)
 from tests.reference import APP
 
@@ -84,7 +84,7 @@ def amqp_fleet(amqp_url: str, redis_server: RedisServer, tmp_path: Path) -> Iter
     env = {**FAST, "RFQUEUE_REDIS_URL": redis_server.url}
     fleet = Fleet(amqp_url, tmp_path, env=env, cwd=ROOT, app=APP)
     yield fleet
-    fleet.stop()
+    stop_fleet(fleet)
 
 
 def start_producer(

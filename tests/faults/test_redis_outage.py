@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, wait_for
-from tests.conftest import FAST, require_binary
+from tests.conftest import FAST, require_binary, stop_fleet
 from tests.faults.conftest import scenario_line
 from tests.integration.conftest import ROOT, ledger, nodename
 from tests.reference import APP
@@ -77,7 +77,7 @@ def test_redis_restart_during_a_run_loses_nothing(own_redis: RedisServer, tmp_pa
     finally:
         if producer is not None:
             producer.stop()
-        fleet.stop()
+        stop_fleet(fleet)
 
 
 def _completed(client: Any) -> int:

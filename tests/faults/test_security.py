@@ -19,7 +19,7 @@ from typing import Any
 from rfqueue.demo.fleet import Fleet, ManagedProcess, RedisServer, free_port, wait_for
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import State
-from tests.conftest import FAST
+from tests.conftest import FAST, stop_fleet
 from tests.faults.test_bad_input import assert_survived
 from tests.integration.conftest import LEDGER, ROOT, nodename, wait_for_seqs
 from tests.reference import APP
@@ -141,7 +141,7 @@ def test_a_password_protected_redis_works_and_the_password_is_never_shown(
         outputs = password_scenario(server, fleet)
         assert_survived(beat, "beat")
     finally:
-        fleet.stop()
+        stop_fleet(fleet)
     # Then the password appears in no output and in no log
     logs = every_log(tmp_path)
     assert {"worker-w1.log", "beat-0.log", "metrics.log"} <= {Path(p).name for p in logs}
@@ -234,7 +234,7 @@ def test_a_wrong_password_is_one_clear_line_that_shows_no_password(
         assert producer.proc.returncode == 1
         assert "producer: error: publishing failed" in producer.log()
     finally:
-        fleet.stop()
+        stop_fleet(fleet)
     # and no log shows either password
     logs = every_log(tmp_path)
     assert {"worker-w1.log", "producer.log"} <= {Path(p).name for p in logs}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
-from tests.conftest import FAST
+from tests.conftest import FAST, stop_fleet
 from tests.reference import APP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def fleet(redis_client: Any, redis_server: RedisServer, tmp_path: Path) -> Itera
     """A started-nothing fleet; everything it starts is stopped by pid afterwards."""
     fleet = Fleet(redis_server.url, tmp_path, env=FAST, cwd=ROOT, app=APP)
     yield fleet
-    fleet.stop()
+    stop_fleet(fleet)
 
 
 @pytest.fixture

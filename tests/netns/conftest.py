@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from rfqueue.demo.fleet import Fleet, ManagedProcess, wait_for
-from tests.conftest import FAST, require_binary
+from tests.conftest import FAST, require_binary, stop_fleet
 from tests.integration.conftest import ROOT
 from tests.netns.hosts import Host, NetnsUnavailable, Network
 from tests.reference import APP
@@ -128,4 +128,4 @@ def host_fleet(network: Network, host_redis: HostRedis, tmp_path: Path) -> Itera
     fleet = Fleet(host_redis.url, tmp_path, env=env, cwd=ROOT, app=APP)
     yield fleet
     network.restore_all()
-    fleet.stop()
+    stop_fleet(fleet)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
-from tests.conftest import FAST
+from tests.conftest import FAST, stop_fleet
 from tests.integration.conftest import ROOT
 from tests.reference import APP
 
@@ -32,7 +32,7 @@ def test_a_refused_login_stops_the_worker_with_one_line_and_exit_2(
         wait_for(lambda: not worker.alive(), 30, what="the worker to exit")
         log = worker.log()
     finally:
-        fleet.stop()
+        stop_fleet(fleet)
     # Then it exits 2 with one rfqueue line naming the setting, the URL masked
     assert worker.proc.returncode == 2, log
     errors = [line for line in log.splitlines() if line.startswith("rfqueue: error:")]

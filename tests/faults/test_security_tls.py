@@ -18,7 +18,7 @@ from rfqueue.demo.fleet import Fleet, RedisServer, TlsFiles, wait_for
 from rfqueue.settings import Settings
 from rfqueue.table import FailureTable
 from rfqueue.table.entry import State
-from tests.conftest import FAST
+from tests.conftest import FAST, stop_fleet
 from tests.faults.test_bad_input import assert_survived
 from tests.faults.test_security import (
     PASSWORD,
@@ -98,7 +98,7 @@ def test_rediss_urls_work_for_the_table_client_the_cli_and_workers(
             fleet.wait_ready(name)
         outputs = tls_scenario(server, fleet)
     finally:
-        fleet.stop()
+        stop_fleet(fleet)
     # Then no output and no log shows the password
     logs = every_log(tmp_path)
     assert {"worker-w1.log", "worker-w2.log", "worker-w9.log"} <= {Path(p).name for p in logs}

@@ -5,7 +5,8 @@ reads the settings of the app that sends the task) or as an instance
 (``Router(app)``). The routes after it, ``queue=`` and the default queue decide a
 task's pool (:mod:`~rfqueue.routing.destination`); the policy picks, among the up
 workers of that pool that have the task registered, the one whose own queue gets it.
-It never calls Redis per task: it reads a :class:`Snapshot` and its pool index.
+It never calls Redis per task: it reads a :class:`Snapshot` and its pool index, and
+works out where a (pool, task name) may go once per pool index (:mod:`.plans`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Issue 14's scenario: three workers replaced one after another under 50 tasks/s for 60 s.
 Once the three workers' start-up is over (their CPU use polled down to idle), tasks arrive
-at 50/s for 60 s: a steady window of ``STEADY`` seconds, then the roll (about 12 to 25 s on
+at 50/s for 60 s: a steady window of ``STEADY`` seconds, then the roll (10 to 18 s seen on
 2 cores), then load until 60 s are up (at least ``TAIL`` seconds after the last worker is
 back). Nothing may be lost (what ran twice is counted: delivery is at least once), no
 leaving worker takes a task after its drain began, and the p99 latency (sent to done) of
@@ -13,7 +13,8 @@ every run, whatever the machine's load.
 The replacement worker starts at a lower CPU priority (``nice``): in a real fleet the surge
 pod starts on another host, and its imports (a CPU second or two) do not take the CPU of
 the workers serving. On one 2-core machine they did (seen: p99 steady 44 ms, roll 2.7 s at
-a load average of 9), which says nothing about the dispatcher.
+a load average of 9), which says nothing about the dispatcher. The replacement keeps that
+priority once it serves (taking it back would need privileges the test does not ask for).
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ TAIL = 3.0  # at least this much load after the last worker is back
 NAMES = ("w1", "w2", "w3")
 #: the replacement's niceness: a surge pod starting on another host (see the docstring)
 SURGE_NICE = ("nice", "-n", "10")
-IDLE = 0.05  # CPU seconds per second: what three idle workers use (heartbeats)
+#: CPU seconds per second below which three workers count as settled: idle they use 0.00 to
+#: 0.03 (heartbeats), starting ones far more (imports)
+IDLE = 0.1
 
 
 class Producer(threading.Thread):

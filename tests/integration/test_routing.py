@@ -10,6 +10,7 @@ import pytest
 from celery import Celery, chain
 
 import rfqueue
+from rfqueue.control import RemoteControl
 from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from tests.integration.conftest import nodename, wait_for_seqs
 
@@ -89,6 +90,11 @@ def test_send_task_by_name_and_chains_are_routed(three_workers: Fleet, redis_cli
     snapshot = snapshot_for(Settings.load(app.conf))
     snapshot.table.pause(names[1], 60, Reason.MANUAL)
     wait_for(lambda: f"rfqueue.{names[1]}" not in snapshot.up_queues, 5, what="pause seen")
+    # (the default policy, pull, sends them to the celery queue: w2 must have left it; a
+    # full run once saw one task on w2, sent before its enforcer cancelled the pool queue)
+    control = RemoteControl(app)
+    wait_for(lambda: "celery" not in (control.consumed(names[1]) or ["celery"]), 15,
+             what="w2 out of the celery queue")  # fmt: skip
 
     # When tasks are sent by name, and as chains whose later steps are published by workers
     for seq in range(30):

@@ -22,7 +22,7 @@ from typing import Any
 
 from rfqueue.demo.fleet import Fleet, RedisServer, wait_for
 from rfqueue.table import Event, FailureTable
-from tests.conftest import FAST
+from tests.conftest import FAST, stop_fleet
 from tests.faults.conftest import scenario_line
 from tests.faults.test_clock_skew import _skewed_env
 from tests.integration.conftest import ROOT, nodename
@@ -123,7 +123,7 @@ def test_a_mixed_fleet_under_load_loses_nothing_and_keeps_tasks_where_they_belon
         report(lines, len(wanted))
     finally:
         producer.stopping.set()
-        fleet.stop()
+        stop_fleet(fleet)
 
 
 def check_placement(lines: list[dict[str, Any]]) -> None:

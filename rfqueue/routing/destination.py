@@ -150,6 +150,8 @@ def to_worker(
     win over routes, as ``Unpin`` does); the later route's other keys (a priority, say)
     are kept; the pool travels in a message header, for the rescue and for retries.
     """
+    if not options and route is None:  # the hot path's usual case: nothing to take or keep
+        return {"queue": queue, "headers": {POOL_HEADER: pool}}
     for key in DESTINATION_KEYS:
         if key in options:
             del options[key]

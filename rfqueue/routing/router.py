@@ -31,7 +31,6 @@ from rfqueue.routing.presence import Presence
 from rfqueue.routing.routed import RoutedCounts, flush_quietly
 from rfqueue.settings import Settings
 from rfqueue.table.registry import snapshot_for
-from rfqueue.table.service import POOL_HEADER
 from rfqueue.table.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
@@ -205,8 +204,6 @@ class Router:
             self._policy_failed(name, exc)
             return route
         expect(self.routed, queue)  # counted once Celery has published it (routing.accepted)
-        if not options and route is None:  # nothing to take out or keep: to_worker's answer
-            return {"queue": plan.target(queue), "headers": {POOL_HEADER: pool}}
         return to_worker(plan.target(queue), pool, options, route)
 
     def _policy_failed(self, name: str, exc: Exception) -> None:

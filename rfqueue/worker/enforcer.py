@@ -221,7 +221,7 @@ class Enforcer:
                 if not task_consumer.consuming_from(queue):
                     consumer.add_task_queue(queue)
         if self._resuming and self.on_resume is not None:
-            # Also when remote control re-added the queue before this ran.
+            # Also when an operator's add_consumer re-added the queue before this ran.
             self.on_resume(consumer)
         self._resuming = False
 
@@ -238,12 +238,12 @@ class Enforcer:
     def _observe_pools(self, task_consumer: Any, trusted: bool = False) -> None:
         """Learn the pools from the queues consumed while its own queue is consumed.
 
-        A pause cancels its own queue first and restores it last (here and in remote
-        control), so while its own queue is consumed, the other queues (but the control
-        queue) are its pools as Celery selected them, or as ``add_consumer`` and
-        ``cancel_consumer`` changed them at run time; the next beat reports a change.
-        Remote control can run ahead of this worker's view of the table, so a pool that
-        seems gone counts as gone only when it is still gone a beat later, while up.
+        A pause cancels its own queue first and restores it last (only here: rfqueue's
+        remote control just wakes this enforcer), so while its own queue is consumed, the
+        other queues (but the control queue) are its pools as Celery selected them, or as
+        an operator's ``add_consumer`` and ``cancel_consumer`` changed them at run time;
+        the next beat reports a change. Such a command can cross a pause on its way, so a
+        pool that seems gone counts as gone only when it is still gone a beat later, while up.
         At the consumer's start (``trusted``) the selection is the truth.
         """
         names = {queue.name for queue in task_consumer.queues}

@@ -25,7 +25,7 @@ from rfqueue.table import Event, FailureTable
 from tests.conftest import FAST, stop_fleet
 from tests.faults.conftest import scenario_line
 from tests.faults.test_clock_skew import _skewed_env
-from tests.integration.conftest import ROOT, nodename
+from tests.integration.conftest import ROOT, ledger, nodename
 from tests.integration.test_routing import wait_until_routable
 
 SHOP = "tests.apps.shop"
@@ -62,14 +62,6 @@ class Producer(threading.Thread):
                     self.sent.append((task.name, i))
 
 
-def ledger(redis_client: Any) -> list[dict[str, Any]]:
-    import json
-
-    from tests.apps.shop import LEDGER
-
-    return [json.loads(line) for line in redis_client.lrange(LEDGER, 0, -1)]
-
-
 def events(table: FailureTable, worker: str, action: str) -> list[Event]:
     return [e for e in table.events(1000) if e.worker == worker and e.action == action]
 
@@ -84,7 +76,7 @@ def start(fleet: Fleet, name: str, tmp_path: Path) -> None:
 def test_a_mixed_fleet_under_load_loses_nothing_and_keeps_tasks_where_they_belong(
     redis_server: RedisServer, redis_client: Any, tmp_path: Path
 ) -> None:
-    from tests.apps.shop import app
+    from tests.apps.shop import LEDGER, app
 
     fleet = Fleet(redis_server.url, tmp_path, env=FAST, cwd=ROOT, app=SHOP)
     table = FailureTable(redis_client)
@@ -113,11 +105,11 @@ def test_a_mixed_fleet_under_load_loses_nothing_and_keeps_tasks_where_they_belon
 
         # Then every task completes
         def done() -> set[tuple[str, int]]:
-            return {(x["task"], x["n"]) for x in ledger(redis_client) if x["ok"]}
+            return {(x["task"], x["n"]) for x in ledger(redis_client, LEDGER) if x["ok"]}
 
         wanted = set(producer.sent)
         wait_for(lambda: wanted <= done(), 90, 0.5, "every task done")
-        lines = ledger(redis_client)
+        lines = ledger(redis_client, LEDGER)
         check_placement(lines)
         check_lifecycle(table, lines, len(wanted))
         report(lines, len(wanted))

@@ -112,13 +112,16 @@ class BenchFleet:
         self.plain = plain
         self.procs: dict[str, ManagedProcess] = {}
 
-    def start(self, names: Sequence[str], queues: Sequence[str] = (), **env: str) -> None:
-        """Start ``names`` (``w1``...) and wait until each is ready; plain ones take ``-Q``."""
+    def start(
+        self, names: Sequence[str], queues: Sequence[str] = (), pool: str = "", **env: str
+    ) -> None:
+        """Start ``names`` (``w1``...) and wait until each is ready; plain ones take ``-Q``
+        with their queue in ``queues`` and, when given, the shared ``pool`` queue too."""
         extra = {PLAIN: "1"} if self.plain else {}
         for i, name in enumerate(names):
             argv = [celery_bin(), *WORKER_ARGV, "--hostname", f"{name}@%h"]
             if self.plain:
-                argv += ["-Q", queues[i]]
+                argv += ["-Q", ",".join(q for q in (queues[i], pool) if q)]
             side = "plain" if self.plain else "rfqueue"
             log = self.bench.workdir / f"{side}-{name}.log"
             self.procs[name] = ManagedProcess(argv, log, self.bench.env(**extra, **env))
@@ -141,11 +144,14 @@ def _ready(proc: ManagedProcess) -> bool:
 
 
 @contextmanager
-def fleet(bench: Bench, names: Sequence[str], plain: bool = False, **env: str) -> Iterator[Any]:
-    """A started fleet for the block; plain workers consume their rfqueue-named queue."""
+def fleet(
+    bench: Bench, names: Sequence[str], plain: bool = False, pool: str = "", **env: str
+) -> Iterator[Any]:
+    """A started fleet for the block; plain workers consume their rfqueue-named queue
+    (and ``pool``, when given, as every rfqueue worker consumes its pool)."""
     workers = BenchFleet(bench, plain)
     try:
-        workers.start(names, [queue_name(n) for n in names], **env)
+        workers.start(names, [queue_name(n) for n in names], pool, **env)
         yield workers
     finally:
         workers.stop()

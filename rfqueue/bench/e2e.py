@@ -103,7 +103,7 @@ def _row(
     ratios = [p / o for o, p in zip(ours, plain, strict=True)]
     name = "end to end: publish + drain, 3 workers"
     return Row(
-        name if target else f"{name} (plain on one queue)",
+        name if target else "end to end: plain on one queue",
         f"{count / median(ours):,.0f} tasks/s",
         f"{count / median(plain):,.0f} tasks/s {baseline}",
         median(ratios),

@@ -66,16 +66,18 @@ def test_chaos_at_a_high_rate_for_30s_over_four_workers(
     sampler = threading.Thread(target=observer.sample_budget, daemon=True)
     sampler.start()
 
-    # When the producer sends 5,000 tasks of 7 ms over about 30 s (about half of what
-    # the four can do: a pause finds tasks waiting in the worker's queue, as in a busy
-    # fleet; with instant tasks a queue is empty at almost every pause, CI saw 0 of 13)
+    # When the producer sends 5,000 tasks of 7 ms over about 42 s: a pause finds tasks
+    # waiting in the worker's queue, as in a busy fleet (with instant tasks a queue is
+    # empty at almost every pause, CI saw 0 of 13), yet the fleet keeps up. At 170/s a
+    # slower CI host fell behind (median latency 7.3 s): every task waited in a backlog
+    # and a caught task 17-19 s, which says nothing about the pause.
     argv = [
         sys.executable,
         *PRODUCER_COMMAND[1:],
         "--rate",
-        "170",
+        "120",
         "--duration",
-        "45",
+        "60",
         "--count",
         str(TASKS),
         "--sleep",
@@ -108,6 +110,7 @@ def test_chaos_at_a_high_rate_for_30s_over_four_workers(
         f"in the second before its pause waited at most {longest:.2f} s",
     )
     assert len(runs) == TASKS
+    assert latency < 1.0, f"the fleet fell behind the load (median latency {latency:.1f} s)"
     # And chaos was real, the budget held, and what waited for a paused worker moved on
     assert len(pauses) >= 10 and observer.max_not_up == 1
     # (at least one task must have been caught waiting by a pause)

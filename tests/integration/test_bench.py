@@ -31,7 +31,7 @@ ROWS = [
     "rescue spread: max/mean (least_loaded)",
     "rescue spread: max/mean (p2c)",
     "end to end: publish + drain, 3 workers",
-    "end to end: publish + drain, 3 workers (plain on one queue)",
+    "end to end: plain on one queue",
     *(
         f"uneven: {scenario}, {load} ({policy})"
         for scenario in ("one worker 5x slower", "1 task in 10 of 100 ms")

@@ -4,11 +4,16 @@ A ``record`` task (the demo's, and the reference deployment's ``workers.tasks.re
 appends ``{seq, worker, queue, sent, done}`` to a Redis list in the table's Redis. The
 demo's monitor, its report and the test suite read it to say who ran what, how late,
 and whether anything was lost or ran twice.
+
+``LEDGER_REDIS_URL`` puts the ledger in another Redis. A test that fails the table's
+Redis over keeps its ledger apart: Redis replicates asynchronously, and a line only the
+killed master held would vanish with it although its task ran.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from functools import cache
 from typing import Any
@@ -21,6 +26,8 @@ from rfqueue.settings import Settings
 
 #: the default ledger list (the demo uses its namespace's ``Keys.ledger``)
 LEDGER = "rfqueue:ledger"
+#: the environment variable naming the ledger's Redis, when not the table's
+LEDGER_REDIS_URL = "LEDGER_REDIS_URL"
 
 
 @cache
@@ -32,6 +39,9 @@ def ledger_client(app: Any, patient: bool = True) -> redis.Redis:
     not: it reports a broken Redis at once.
     """
     settings = Settings.load(app.conf)
+    url = os.environ.get(LEDGER_REDIS_URL, "")
+    if url:
+        settings = settings.replace(redis_url=url, sentinel_master="")
     if not patient:
         return settings.redis_client()
     retry = Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=25)

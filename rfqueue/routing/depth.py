@@ -2,7 +2,9 @@
 
 A :class:`DepthSampler` thread re-reads the depth of every registered queue every
 ``depth_interval`` with one pipelined round trip (through the app's broker, see
-:meth:`rfqueue.brokers.base.Broker.depths`), whatever the task rate.
+:meth:`rfqueue.brokers.base.Broker.depths`), whatever the task rate. A read that takes
+long (thousands of queues, a slow broker) is spaced out further, so the thread never
+takes more than about a fifth of the process's time from the producer it serves.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 
@@ -19,6 +22,9 @@ from rfqueue.brokers.base import DepthReader
 from rfqueue.log import RateLimitedWarning
 
 logger = logging.getLogger(__name__)
+
+#: the pause after a read is at least this many times the read's own duration
+SPACING = 4
 
 
 class DepthSampler:
@@ -43,6 +49,8 @@ class DepthSampler:
     ) -> None:
         self.read = read
         self.interval = interval
+        #: seconds until the next read: ``interval``, or longer after a slow read
+        self.pause = interval
         self._queues = queues
         #: queue -> depth at the last successful read
         self.depths: dict[str, int] = {}
@@ -95,8 +103,10 @@ class DepthSampler:
         return True
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
+        while not self._stopping.wait(self.pause):
+            started = time.monotonic()
             self.sample()
+            self.pause = max(self.interval, SPACING * (time.monotonic() - started))
 
 
 def _reset_ref(ref: weakref.ref[DepthSampler]) -> None:

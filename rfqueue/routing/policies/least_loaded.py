@@ -41,15 +41,19 @@ Entry = tuple[int, int, str]
 
 
 class LoadEstimate:
-    """Sampled depth plus this policy's own choices since the sample, per queue."""
+    """Sampled depth plus this policy's own choices since the sample, per queue.
+
+    Both live in one dict, a copy of the sample that each choice adds one to: one
+    lookup per queue and task, however many queues there are.
+    """
 
     def __init__(self) -> None:
         self.sampler: DepthSampler | None = None
         self._made: list[DepthSampler] = []
-        #: the sample the own counts are relative to (-1: none yet)
+        #: the sample the loads start from (-1: none yet)
         self.generation = -1
-        #: queue -> tasks this policy sent there since that sample
-        self._own: dict[str, int] = {}
+        #: queue -> depth at that sample plus the tasks this policy sent there since
+        self._loads: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def start(
@@ -68,26 +72,31 @@ class LoadEstimate:
             self.sampler = self._made[0]
         self.sampler.ensure_started()
 
-    def sync(self) -> int:
-        """Start counting afresh when a new sample came; the current sample's generation."""
+    def loads(self) -> dict[str, int]:
+        """Every queue's estimate, started afresh from a new sample when one came."""
         sampler = self.sampler
         generation = sampler.generation if sampler is not None else -1
         if generation != self.generation:
             with self._lock:
-                self.generation, self._own = generation, {}
-        return generation
+                if generation != self.generation:
+                    depths = sampler.depths if sampler is not None else {}
+                    self.generation, self._loads = generation, dict(depths)
+        return self._loads
+
+    def sync(self) -> int:
+        """Start counting afresh when a new sample came; the current sample's generation."""
+        self.loads()
+        return self.generation
 
     def load(self, queue: str) -> int:
         """The estimated depth of ``queue`` (sampled depth 0 before the policy started)."""
-        self.sync()
-        sampler = self.sampler
-        depth = sampler.depths.get(queue, 0) if sampler is not None else 0
-        return depth + self._own.get(queue, 0)
+        return self.loads().get(queue, 0)
 
     def chose(self, queue: str) -> None:
         """Count one task sent to ``queue`` since the sample."""
         with self._lock:
-            self._own[queue] = self._own.get(queue, 0) + 1
+            loads = self._loads
+            loads[queue] = loads.get(queue, 0) + 1
 
 
 class EstimatingPolicy(Policy):

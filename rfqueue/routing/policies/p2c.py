@@ -45,6 +45,7 @@ class PowerOfTwoPolicy(EstimatingPolicy):
         j = int(self._random() * (n - 1))
         first, second = queues[i], queues[j + 1 if j >= i else j]
         estimate = self.estimate
-        chosen = second if estimate.load(second) < estimate.load(first) else first
+        loads = estimate.loads()
+        chosen = second if loads.get(second, 0) < loads.get(first, 0) else first
         estimate.chose(chosen)
         return chosen

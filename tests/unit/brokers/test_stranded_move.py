@@ -267,3 +267,22 @@ def test_depths_sum_every_priority_list(broker: Broker, messages: StrandedMessag
     depths = messages.depths([SOURCE, A, B])
     # Then each counts all its lists; an unknown queue is empty
     assert depths == {SOURCE: 6, A: 4, B: 0}
+
+
+def test_depths_follow_the_layout_past_one_script_call(client: Any, monkeypatch) -> None:
+    # Given a layout with a key prefix, a separator and steps of its own, and five queues
+    # read two per script call
+    monkeypatch.setattr(rfqueue.brokers.stranded, "DEPTH_BATCH", 2)
+    layout = BrokerLayout(prefix="app:", steps=(0, 5), sep="/")
+    queues = [f"q{i}" for i in range(5)]
+    for i, queue in enumerate(queues):
+        for _ in range(i):
+            client.rpush(f"app:{queue}", "m")
+        client.rpush(f"app:{queue}/5", "m")
+    client.rpush("q0", "m", "m")  # the same name without the prefix is another queue
+    client.rpush("app:q0\x06\x163", "m")  # and a list of kombu's default steps is not its
+    # When their depths are read
+    depths = StrandedMessages(client, layout).depths(queues)
+    # Then each counts its lists of this layout, in order, and nothing else
+    assert depths == {queue: i + 1 for i, queue in enumerate(queues)}
+    assert StrandedMessages(client, layout).depths([]) == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 import redis
 
 from rfqueue.brokers.redis_layout import PRIORITY_SEP, queue_depths, queue_lists, redis_depth_reader
-from rfqueue.routing.depth import DepthSampler
+from rfqueue.routing.depth import SPACING, DepthSampler
 
 A, B = "rfqueue.a@h", "rfqueue.b@h"
 
@@ -114,6 +115,33 @@ class TestSampler:
         client.lpush(B, "m1", "m2")
         assert poll(lambda: sampler.depths.get(B) == 2)
         assert sampler.generation >= 2
+
+    def test_a_slow_read_spaces_out_the_next(
+        self, samplers: list[DepthSampler], poll: Callable[..., bool]
+    ) -> None:
+        # Given a sampler every 10 ms whose reads take 50 ms (a fleet of thousands)
+        def slow_read(queues: Any) -> dict[str, int]:
+            time.sleep(0.05)
+            return dict.fromkeys(queues, 0)
+
+        sampler = DepthSampler(slow_read, lambda: (A,), 0.01)
+        samplers.append(sampler)
+        # When its thread has read
+        sampler.ensure_started()
+        assert poll(lambda: sampler.generation >= 2)
+        # Then it waits at least four reads' time before the next, not 10 ms
+        assert sampler.pause >= SPACING * 0.05
+
+    def test_a_fast_read_keeps_the_interval(
+        self, make_sampler: Callable[..., DepthSampler], poll: Callable[..., bool]
+    ) -> None:
+        # Given a sampler every 100 ms whose reads take a millisecond or so
+        sampler = make_sampler(interval=0.1)
+        # When its thread has read twice
+        sampler.ensure_started()
+        assert poll(lambda: sampler.generation >= 3)
+        # Then the next read is still one interval away
+        assert sampler.pause == 0.1
 
     def test_follows_the_queue_list(
         self, counting: CountingClient, samplers: list[DepthSampler]

@@ -28,12 +28,18 @@ from celery.app.task import Task as CeleryTask
 from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu.compression import compress
-from kombu.serialization import dumps as encode
 from kombu.utils.functional import retry_over_time
 
 from rfqueue.routing import accepted
 from rfqueue.routing.routed import RoutedCounts
-from rfqueue.routing.wire import direct_push, publish_properties, queue_commands, quick_repr, uuids
+from rfqueue.routing.wire import (
+    body_encoder,
+    direct_push,
+    publish_properties,
+    queue_commands,
+    quick_repr,
+    uuids,
+)
 
 #: the errors of reaching Redis that a publish retry rides out
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -84,6 +90,7 @@ class Batch:
         self.reply_to, self.origin = app.thread_oid, anon_nodename()
         self.repr_levels = conf.task_repr_maxlevels
         self.serializer, self.compression = conf.task_serializer, conf.task_compression
+        self.encoders = {self.serializer: body_encoder(self.serializer)}
         self.delivery_mode = conf.task_default_delivery_mode
         self.retry = options.pop("retry", conf.task_publish_retry)
         own_policy = options.pop("retry_policy", None) or {}
@@ -179,7 +186,10 @@ class Batch:
         priority, mirrored = publish_properties(properties)
         if not mirrored:
             raise NotMirrored("a content type of the caller's")
-        content_type, content_encoding, data = encode(body, serializer=serializer)  # type: ignore[no-untyped-call]
+        encode = self.encoders.get(serializer) or self.encoders.setdefault(
+            serializer, body_encoder(serializer)
+        )
+        content_type, content_encoding, data = encode(body)
         if compression:
             data, headers["compression"] = compress(data, compression)  # type: ignore[no-untyped-call]
         message = self.channel.prepare_message(

@@ -77,7 +77,7 @@ def one_run(bench: Bench, side: str, count: int) -> float:
 
 
 def run(bench: Bench) -> list[Row]:
-    runs, count = bench.pick((1, 300), (6, 2500))
+    runs, count = bench.pick((1, 300), (10, 2500))
     seconds: dict[str, list[float]] = {side: [] for side in SIDES}
     for i in range(runs):
         for side in SIDES[i % len(SIDES) :] + SIDES[: i % len(SIDES)]:

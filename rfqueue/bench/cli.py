@@ -25,7 +25,15 @@ if TYPE_CHECKING:
 
 #: families in the order they run; the fleet-based ones come last
 FAMILIES = (
-    "routing", "fleet_cost", "memory", "publish", "balance", "scale", "e2e", "uneven", "failover",
+    "routing",
+    "fleet_cost",
+    "memory",
+    "publish",
+    "balance",
+    "scale",
+    "e2e",
+    "uneven",
+    "failover",
 )
 
 

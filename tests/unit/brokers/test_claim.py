@@ -43,9 +43,7 @@ def test_other_messages_keep_their_address() -> None:
 def send_to_video_pool(broker: Broker) -> None:
     """A task as the router sends it to the video pool (its queue, its pool header)."""
     with broker.app.producer_or_acquire() as producer:
-        broker.app.send_task(
-            TASK, queue="video", headers={POOL_HEADER: "video"}, producer=producer
-        )
+        broker.app.send_task(TASK, queue="video", headers={POOL_HEADER: "video"}, producer=producer)
 
 
 def test_the_unacked_entry_names_the_worker_and_the_rescue_finds_it(

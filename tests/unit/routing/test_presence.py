@@ -28,7 +28,9 @@ def test_the_snapshot_hook_reports_the_last_full_read(table: FailureTable, clien
     # Given a router that has routed a task (its snapshot is started and read)
     table.register("w1@h", "rfqueue.w1@h")
     settings = Settings(
-        redis_url="redis://fake:6379/0", namespace=NAMESPACE, refresh_interval=2,
+        redis_url="redis://fake:6379/0",
+        namespace=NAMESPACE,
+        refresh_interval=2,
         policy="round_robin",  # counts per worker queue
     )
     router = Router(settings=settings)

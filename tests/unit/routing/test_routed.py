@@ -137,7 +137,9 @@ class TestRouterFlush:
         router = Router(
             app,
             Settings(
-                redis_url="redis://fake:6379/0", namespace="t", refresh_interval=30,
+                redis_url="redis://fake:6379/0",
+                namespace="t",
+                refresh_interval=30,
                 policy="round_robin",  # counts per worker queue
             ),
         )

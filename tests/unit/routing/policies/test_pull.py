@@ -54,7 +54,8 @@ def test_the_pool_queue_message_carries_its_pool(app: Celery) -> None:
 
 
 def test_a_task_only_some_workers_have_takes_turns_among_those(
-    app: Celery, fleet: FailureTable  # noqa: F811
+    app: Celery,
+    fleet: FailureTable,  # noqa: F811
 ) -> None:
     # p2 lacks app.t: the celery queue would hand it to p2, which would drop it
     assert queues(app, "app.t") == {q(P1): 12}
@@ -64,7 +65,8 @@ def test_a_task_only_some_workers_have_takes_turns_among_those(
 
 
 def test_a_paused_worker_that_lacks_the_task_no_longer_keeps_it_off_the_pool(
-    app: Celery, fleet: FailureTable  # noqa: F811
+    app: Celery,
+    fleet: FailureTable,  # noqa: F811
 ) -> None:
     # Given p2, which lacks app.t, paused: every up worker of celery has app.t
     fleet.pause(P2, 60, Reason.MANUAL)
@@ -73,7 +75,8 @@ def test_a_paused_worker_that_lacks_the_task_no_longer_keeps_it_off_the_pool(
 
 
 def test_with_no_worker_up_it_spreads_over_the_registered_workers_queues(
-    app: Celery, fleet: FailureTable  # noqa: F811
+    app: Celery,
+    fleet: FailureTable,  # noqa: F811
 ) -> None:
     # The pool queue would be consumed by nobody: push to the registered workers' queues
     for worker in (V1, V2):

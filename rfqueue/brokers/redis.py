@@ -53,7 +53,7 @@ class RedisBroker(Broker):
         return cls(client, BrokerLayout.from_transport_options(options))
 
     def depths(self, queues: Sequence[str]) -> dict[str, int]:
-        """Every priority list counted, in one pipelined round trip."""
+        """Every priority list counted, one round trip per thousand queues."""
         return self.messages.depths(queues)
 
     def move(self, source: str, choose: Chooser) -> Counter[str]:

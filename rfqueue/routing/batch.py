@@ -18,7 +18,7 @@ ids, ``argsrepr``/``kwargsrepr``, the two JSON encodings and the delivery tag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from kombu.utils.functional import retry_over_time
 from rfqueue.routing import accepted
 from rfqueue.routing.routed import RoutedCounts
 from rfqueue.routing.wire import (
+    Encoded,
     body_encoder,
     direct_push,
     publish_properties,
@@ -90,7 +91,8 @@ class Batch:
         self.reply_to, self.origin = app.thread_oid, anon_nodename()
         self.repr_levels = conf.task_repr_maxlevels
         self.serializer, self.compression = conf.task_serializer, conf.task_compression
-        self.encoders = {self.serializer: body_encoder(self.serializer)}
+        #: serializer -> its encoder, made at its first message
+        self.encoders: dict[str, Callable[[Any], Encoded]] = {}
         self.delivery_mode = conf.task_default_delivery_mode
         self.retry = options.pop("retry", conf.task_publish_retry)
         own_policy = options.pop("retry_policy", None) or {}
@@ -186,9 +188,9 @@ class Batch:
         priority, mirrored = publish_properties(properties)
         if not mirrored:
             raise NotMirrored("a content type of the caller's")
-        encode = self.encoders.get(serializer) or self.encoders.setdefault(
-            serializer, body_encoder(serializer)
-        )
+        encode = self.encoders.get(serializer)
+        if encode is None:
+            encode = self.encoders[serializer] = body_encoder(serializer)
         content_type, content_encoding, data = encode(body)
         if compression:
             data, headers["compression"] = compress(data, compression)  # type: ignore[no-untyped-call]

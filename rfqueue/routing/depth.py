@@ -1,8 +1,9 @@
 """Queue depths kept fresh in memory for the load-aware policies, never read per task.
 
 A :class:`DepthSampler` thread re-reads the depth of every registered queue every
-``depth_interval`` with one pipelined round trip (through the app's broker, see
-:meth:`rfqueue.brokers.base.Broker.depths`), whatever the task rate. A read that takes
+``depth_interval`` through the app's broker (see
+:meth:`rfqueue.brokers.base.Broker.depths`; on Redis one round trip per thousand
+queues), whatever the task rate. A read that takes
 long (thousands of queues, a slow broker) is spaced out further, so the thread never
 takes more than about a fifth of the process's time from the producer it serves.
 """
@@ -32,7 +33,8 @@ class DepthSampler:
 
     Readers (the ``least_loaded`` and ``p2c`` policies) take :attr:`depths` as it is:
     never a Redis call per task. The first read happens in :meth:`ensure_started`;
-    after that one pipelined round trip per interval, whatever the task rate. When
+    after that one read per interval (or longer after a slow read), whatever the task
+    rate. When
     Redis cannot be reached the last depths stay and a rate-limited warning says so.
     After ``fork()`` the child has no thread until :meth:`ensure_started` runs there.
 

@@ -126,9 +126,9 @@ class TestSampler:
 
         sampler = DepthSampler(slow_read, lambda: (A,), 0.01)
         samplers.append(sampler)
-        # When its thread has read
+        # When its thread has read twice (the pause is set after each read's generation)
         sampler.ensure_started()
-        assert poll(lambda: sampler.generation >= 2)
+        assert poll(lambda: sampler.generation >= 3)
         # Then it waits at least four reads' time before the next, not 10 ms
         assert sampler.pause >= SPACING * 0.05
 
